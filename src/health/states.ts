@@ -1,0 +1,33 @@
+// The vocabulary of health shared by the monitor, the D-Bus interface and the socket shim.
+
+/** Health states, exactly as the contract lists them. */
+export const HEALTH_STATES = ['active', 'degraded', 'activating', 'inactive', 'failed', 'missing', 'unknown'] as const;
+export type HealthState = (typeof HEALTH_STATES)[number];
+
+/** The services the daemon watches, by the short name callers use, with the systemd unit behind each. */
+export const SERVICES = {
+  hostapd: { unit: 'hostapd.service' },
+  networkd: { unit: 'systemd-networkd.service' },
+  bluetooth: { unit: 'bluetooth.service' },
+} as const;
+export type ServiceName = keyof typeof SERVICES;
+export const SERVICE_NAMES = Object.keys(SERVICES) as ServiceName[];
+
+/** Aliases accepted by RestartService / restart_service in addition to the short names. */
+const ALIASES: Record<string, ServiceName> = { 'systemd-networkd': 'networkd' };
+
+/** Maps a caller-supplied name to a service, or undefined when it is not one of ours. */
+export function resolveServiceName(name: string): ServiceName | undefined {
+  if (Object.hasOwn(SERVICES, name)) return name as ServiceName;
+  return ALIASES[name];
+}
+
+export type HealthMap = Record<ServiceName, HealthState>;
+
+export function initialHealth(): HealthMap {
+  return { hostapd: 'unknown', networkd: 'unknown', bluetooth: 'unknown' };
+}
+
+export function sameHealth(a: HealthMap, b: HealthMap): boolean {
+  return SERVICE_NAMES.every((n) => a[n] === b[n]);
+}

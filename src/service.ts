@@ -1,0 +1,26 @@
+// The service layer: what the daemon can do, independent of how a caller reaches it.
+// Both faces (D-Bus in bus/, the NDJSON socket in ipc/) call only this interface, so no logic lives in a face.
+import type { EventEmitter } from 'node:events';
+import type { HealthMap } from './health/states.js';
+
+/** Who is asking. D-Bus callers are authorized through polkit by unique name; socket callers were
+ * already admitted by the kernel (socket mode 0660, group openauto). */
+export type Caller = { kind: 'dbus'; sender: string } | { kind: 'socket' } | { kind: 'internal' };
+
+export interface ApplyResult {
+  changed: boolean;
+  restarted: string[];
+}
+
+/** A JSON-shaped value, the GetStatus dump is built of these (D-Bus turns it into a{sv}). */
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+export interface SystemService extends EventEmitter {
+  getHealth(): HealthMap;
+  getStatus(): { [key: string]: Json };
+  /** Throws ServiceError. */
+  applyConfig(section: string, caller: Caller): Promise<ApplyResult>;
+  /** Throws ServiceError. Resolves once the unit's restart job finished and it is active. */
+  restartService(name: string, caller: Caller): Promise<void>;
+  // Emits 'healthChanged' (health: HealthMap) whenever any service's state changes.
+}
