@@ -1,0 +1,236 @@
+#!/bin/bash
+# Install openauto-system from this source tree.
+#
+#   scripts/install.sh [--root DIR] [--user NAME] [--no-build] [--no-reload]
+#
+#   --root DIR    install into DIR instead of / (like DESTDIR for packagers; an image or a container tree)
+#   --user NAME   the head-unit app's account: added to group "openauto", and its ~/.openauto/config.yaml
+#                 becomes the daemon's OPENAUTO_CONFIG (default: $SUDO_USER, if any)
+#   --no-build    do not run npm ci / npm run build; install dist/ as it is
+#   --no-reload   installing to a running system: do not daemon-reload, reload D-Bus or restart the service
+#
+# Safe to run again (upgrades in place; a running daemon is restarted). Everything it adds is recorded in
+# /usr/lib/openauto-system/install-manifest, which scripts/uninstall.sh reads to remove exactly that.
+set -euo pipefail
+
+usage() { sed -n '2,14s/^# \{0,1\}//p' "$0"; }
+die() { echo "install.sh: $*" >&2; exit 1; }
+note() { echo "install.sh: $*"; }
+
+ROOT=/
+APP_USER=${SUDO_USER:-}
+BUILD=1
+RELOAD=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --root) [ $# -ge 2 ] || die "--root needs a directory"; ROOT=$2; shift 2 ;;
+    --root=*) ROOT=${1#--root=}; shift ;;
+    --user) [ $# -ge 2 ] || die "--user needs a name"; APP_USER=$2; shift 2 ;;
+    --user=*) APP_USER=${1#--user=}; shift ;;
+    --no-build) BUILD=0; shift ;;
+    --no-reload) RELOAD=0; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+done
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+[ -d "$ROOT" ] || die "root directory $ROOT does not exist"
+ROOT=$(cd "$ROOT" && pwd -P)
+if [ "$ROOT" = / ]; then R=; else R=$ROOT; fi
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+PKG=/usr/lib/openauto-system
+UNIT=openauto-system.service
+GROUP=openauto
+MANIFEST=$PKG/install-manifest
+
+# systemd is "running" only when we install to / of a booted systemd system.
+LIVE=0
+if [ -z "$R" ] && [ -d /run/systemd/system ]; then LIVE=1; fi
+
+# ---- build ---------------------------------------------------------------------------------------------
+cd "$SRC"
+if [ "$BUILD" = 1 ]; then
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    note "npm ci"
+    npm ci --no-audit --no-fund --loglevel=warn
+  fi
+  note "npm run build"
+  npm run --silent build
+fi
+[ -f dist/src/main.js ] || note "WARNING: dist/src/main.js is missing: the service will not start until it is built"
+
+# Production-only node_modules, staged once per lockfile (cached under dist/, which is build output).
+STAGE=$SRC/dist/.install-stage
+stamp=$( { cat package-lock.json; cat node_modules/.package-lock.json 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)
+if [ ! -f "$STAGE/stamp" ] || [ "$(cat "$STAGE/stamp")" != "$stamp" ]; then
+  [ -d node_modules ] || die "node_modules is missing: run npm ci (or drop --no-build)"
+  note "staging production node_modules"
+  rm -rf "$STAGE"
+  mkdir -p "$STAGE"
+  cp -a package.json package-lock.json node_modules "$STAGE/"
+  (cd "$STAGE" && npm prune --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$stamp" >"$STAGE/stamp"
+fi
+
+# ---- manifest ------------------------------------------------------------------------------------------
+# One entry per line: "file PATH", "link PATH", "dir PATH", "group NAME", "member GROUP USER",
+# "etc-default PATH", "unit NAME". PATH is as seen on the target system. A reinstall keeps the old entries
+# (so "this install created the group" survives an upgrade).
+declare -A SEEN=()
+ENTRIES=()
+record() {
+  local e="$*"
+  if [ -z "${SEEN[$e]:-}" ]; then SEEN[$e]=1; ENTRIES+=("$e"); fi
+}
+if [ -f "$R$MANIFEST" ]; then
+  while IFS= read -r line; do
+    case $line in '' | '#'*) continue ;; esac
+    record "$line"
+  done <"$R$MANIFEST"
+fi
+
+# mkdir -p that records every directory it had to create (so uninstall can remove them again, if empty).
+mkdirs() {
+  local d=$1 missing=()
+  while [ ! -d "$R$d" ]; do missing+=("$d"); d=$(dirname "$d"); done
+  local i
+  for ((i = ${#missing[@]} - 1; i >= 0; i--)); do
+    mkdir -m 0755 "$R${missing[$i]}"
+    record dir "${missing[$i]}"
+  done
+}
+put() { # put MODE SRC DEST
+  mkdirs "$(dirname "$3")"
+  install -m "$1" "$2" "$R$3"
+  record file "$3"
+}
+
+# ---- package payload -----------------------------------------------------------------------------------
+note "installing to ${ROOT}"
+mkdirs "$PKG"
+# Replace the payload wholesale so files removed upstream do not linger.
+rm -rf "${R}${PKG:?}/dist" "$R$PKG/node_modules" "$R$PKG/templates" "$R$PKG/dbus"
+mkdir -p "$R$PKG/dist"
+if [ -d dist ]; then
+  (cd dist && find . -mindepth 1 -maxdepth 1 ! -name test ! -name bench ! -name .install-stage -print0 |
+    xargs -0r cp -a --no-preserve=ownership -t "$R$PKG/dist/")
+fi
+cp -a --no-preserve=ownership "$STAGE/node_modules" "$R$PKG/node_modules"
+if [ -d templates ]; then
+  cp -a --no-preserve=ownership templates "$R$PKG/templates"
+else
+  note "WARNING: templates/ is missing"
+fi
+if [ -f dbus/org.openauto.System1.xml ]; then
+  install -D -m 0644 dbus/org.openauto.System1.xml "$R$PKG/dbus/org.openauto.System1.xml"
+else
+  note "WARNING: dbus/org.openauto.System1.xml is missing"
+fi
+install -m 0644 package.json "$R$PKG/package.json"
+chmod -R u=rwX,go=rX "$R$PKG"
+for f in dist/src/main.js dist/src/ctl/openautoctl.js; do
+  [ -f "$R$PKG/$f" ] && chmod 0755 "$R$PKG/$f"
+done
+record tree "$PKG"
+
+mkdirs /usr/bin
+for pair in "openauto-system:dist/src/main.js" "openautoctl:dist/src/ctl/openautoctl.js"; do
+  ln -sfn "$PKG/${pair#*:}" "$R/usr/bin/${pair%%:*}"
+  record link "/usr/bin/${pair%%:*}"
+done
+
+# ---- system integration --------------------------------------------------------------------------------
+put 0644 systemd/$UNIT /usr/lib/systemd/system/$UNIT
+put 0644 dbus/org.openauto.System.conf /usr/share/dbus-1/system.d/org.openauto.System.conf
+put 0644 dbus/org.openauto.System.service /usr/share/dbus-1/system-services/org.openauto.System.service
+put 0644 polkit/org.openauto.system.policy /usr/share/polkit-1/actions/org.openauto.system.policy
+put 0644 polkit/50-openauto-system.rules /usr/share/polkit-1/rules.d/50-openauto-system.rules
+
+# ---- group and app user --------------------------------------------------------------------------------
+passwd_entry() { # passwd_entry USER -> the passwd line, from the target system
+  if [ -z "$R" ]; then getent passwd "$1"; else grep -m1 "^$1:" "$R/etc/passwd"; fi
+}
+group_exists() {
+  if [ -z "$R" ]; then getent group "$1" >/dev/null; else grep -q "^$1:" "$R/etc/group"; fi
+}
+rootopt=()
+[ -n "$R" ] && rootopt=(--root "$R")
+
+if ! group_exists "$GROUP"; then
+  groupadd --system "${rootopt[@]}" "$GROUP"
+  record group "$GROUP"
+  note "created system group $GROUP"
+fi
+
+CONFIG_PATH=
+if [ -n "$APP_USER" ]; then
+  pw=$(passwd_entry "$APP_USER") || die "user $APP_USER does not exist in $ROOT"
+  home=$(echo "$pw" | cut -d: -f6)
+  CONFIG_PATH=$home/.openauto/config.yaml
+  if [ -z "$R" ]; then
+    members=$(getent group "$GROUP" | cut -d: -f4)
+  else
+    members=$(grep -m1 "^$GROUP:" "$R/etc/group" | cut -d: -f4)
+  fi
+  if ! echo ",$members," | grep -q ",$APP_USER,"; then
+    usermod "${rootopt[@]}" -a -G "$GROUP" "$APP_USER"
+    record member "$GROUP" "$APP_USER"
+    note "added $APP_USER to group $GROUP"
+  fi
+else
+  note "WARNING: no --user given: OPENAUTO_CONFIG is not set and nobody is in group $GROUP"
+fi
+
+# /etc/default/openauto-system: only the OPENAUTO_CONFIG line is ours; other lines are the admin's.
+DEFAULTS=/etc/default/openauto-system
+if [ -n "$CONFIG_PATH" ]; then
+  mkdirs /etc/default
+  if [ ! -e "$R$DEFAULTS" ]; then
+    {
+      echo "# Environment of openauto-system.service (see openauto-system --help)."
+      echo "OPENAUTO_CONFIG=$CONFIG_PATH"
+    } >"$R$DEFAULTS"
+    chmod 0644 "$R$DEFAULTS"
+    record etc-default "$DEFAULTS"
+  elif grep -q '^OPENAUTO_CONFIG=' "$R$DEFAULTS"; then
+    sed -i "s|^OPENAUTO_CONFIG=.*|OPENAUTO_CONFIG=$CONFIG_PATH|" "$R$DEFAULTS"
+  else
+    echo "OPENAUTO_CONFIG=$CONFIG_PATH" >>"$R$DEFAULTS"
+  fi
+fi
+
+# ---- enable --------------------------------------------------------------------------------------------
+# "systemctl enable" may create these directories; record the ones it did create.
+wants_dirs=(/etc/systemd /etc/systemd/system /etc/systemd/system/multi-user.target.wants)
+absent=()
+for d in "${wants_dirs[@]}"; do [ -d "$R$d" ] || absent+=("$d"); done
+if [ "$LIVE" = 1 ]; then
+  if [ "$RELOAD" = 1 ]; then systemctl daemon-reload; fi
+  systemctl enable --quiet "$UNIT"
+else
+  systemctl --root="$ROOT" enable --quiet "$UNIT"
+fi
+for d in "${absent[@]}"; do [ -d "$R$d" ] && record dir "$d"; done
+record unit "$UNIT"
+
+# Write the manifest before touching the running system, so a failed restart can still be uninstalled.
+{
+  echo "# Written by openauto-system's install.sh: what it added. uninstall.sh removes exactly this."
+  printf '%s\n' "${ENTRIES[@]}"
+} >"$R$MANIFEST"
+chmod 0644 "$R$MANIFEST"
+
+if [ "$LIVE" = 1 ] && [ "$RELOAD" = 1 ]; then
+  # dbus-daemon watches system.d itself, but reload explicitly so the policy applies before we return.
+  busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig >/dev/null 2>&1 ||
+    systemctl reload dbus.service 2>/dev/null || true
+  # polkitd picks up new actions and rules by itself (inotify).
+  if systemctl --quiet is-active "$UNIT"; then
+    note "restarting the running $UNIT"
+    systemctl try-restart "$UNIT"
+  else
+    note "installed; start it with: systemctl start $UNIT (or any D-Bus call to org.openauto.System)"
+  fi
+fi
+note "done"
