@@ -1,0 +1,274 @@
+// The legacy socket's NDJSON protocol: one request line in, one response line out. This module only
+// translates between lines and SystemService calls; every decision about health, config or services is the
+// service layer's.
+//
+// Requests:  {"id": <any JSON>, "method": "<name>", "params": {…}}   (params may be omitted when empty)
+// Responses: {"id": <the request's id, byte for byte>, "result": …}
+//            {"id": …, "error": {"code": "<CODE>", "message": "…"}}
+// Events:    {"event": "health_changed", "params": {<health map>}}   (after `subscribe`)
+//
+// The id is copied from the request text verbatim (so `1e999`, `123456789012345678901234567890` or a deeply
+// nested array come back exactly as sent). A request without an id, or a line that cannot be read as a JSON
+// object, is answered with `"id":null`.
+import { isUtf8 } from 'node:buffer';
+import { SOCKET_ERROR_CODES, toServiceError } from '../errors.js';
+import type { HealthMap } from '../health/states.js';
+import { errText, log } from '../log/journal.js';
+import type { Caller, Json, SystemService } from '../service.js';
+
+/** Every error code the socket can answer with, as the contract lists them. */
+export const SOCKET_CODES = [
+  'PARSE_ERROR',
+  'INVALID_REQUEST',
+  'UNKNOWN_METHOD',
+  'INVALID_PARAMS',
+  'UNKNOWN_SECTION',
+  'VALIDATION_FAILED',
+  'CONFIG_UNREADABLE',
+  'UNKNOWN_SERVICE',
+  'RESTART_FAILED',
+  'LINE_TOO_LONG',
+  'INTERNAL_ERROR',
+] as const;
+export type SocketCode = (typeof SOCKET_CODES)[number];
+
+/** The methods the socket understands. */
+export const METHODS = [
+  'get_health',
+  'get_status',
+  'apply_config',
+  'restart_service',
+  'ping',
+  'subscribe',
+  'unsubscribe',
+] as const;
+export type Method = (typeof METHODS)[number];
+
+/** Per-connection state a request may change. */
+export interface Session {
+  subscribed: boolean;
+}
+
+/** A response line (without its newline), or one that arrives later for slow methods. The promise never
+ * rejects: failures become error lines. */
+export type Outcome = string | Promise<string>;
+
+const SOCKET_CALLER: Caller = { kind: 'socket' };
+const NULL_ID = 'null';
+
+export function resultLine(rawId: string, result: unknown): string {
+  return `{"id":${rawId},"result":${JSON.stringify(result)}}`;
+}
+
+export function errorLine(rawId: string, code: SocketCode, message: string): string {
+  return `{"id":${rawId},"error":${JSON.stringify({ code, message })}}`;
+}
+
+export function eventLine(event: string, params: unknown): string {
+  return `{"event":${JSON.stringify(event)},"params":${JSON.stringify(params)}}`;
+}
+
+export function healthChangedLine(health: HealthMap): string {
+  return eventLine('health_changed', health);
+}
+
+const METHOD_LIST = METHODS.join(', ');
+const methodSet: ReadonlySet<string> = new Set(METHODS);
+
+/** True for a line with nothing but JSON whitespace in it (such lines are skipped, not answered). */
+export function isBlank(line: Buffer): boolean {
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a) return false;
+  }
+  return true;
+}
+
+/**
+ * Answers one request line (the bytes between two newlines, without them). Synchronous methods answer with a
+ * string at once; apply_config and restart_service answer with a promise.
+ */
+export function handleLine(line: Buffer, service: SystemService, session: Session): Outcome {
+  if (!isUtf8(line)) return errorLine(NULL_ID, 'PARSE_ERROR', 'request is not valid UTF-8');
+  const text = line.toString('utf8');
+  let request: unknown;
+  try {
+    request = JSON.parse(text);
+  } catch {
+    return errorLine(NULL_ID, 'PARSE_ERROR', 'request is not valid JSON');
+  }
+  if (typeof request !== 'object' || request === null || Array.isArray(request)) {
+    return errorLine(NULL_ID, 'INVALID_REQUEST', 'request must be a JSON object');
+  }
+  const req = request as Record<string, unknown>;
+  const rawId = Object.hasOwn(req, 'id') ? (rawMember(text, 'id') ?? NULL_ID) : NULL_ID;
+  const method = req.method;
+  if (typeof method !== 'string') {
+    return errorLine(rawId, 'INVALID_REQUEST', 'method must be a string');
+  }
+  if (!methodSet.has(method)) {
+    return errorLine(rawId, 'UNKNOWN_METHOD', `unknown method; the methods are ${METHOD_LIST}`);
+  }
+  const params = req.params;
+  if (params !== undefined && params !== null && (typeof params !== 'object' || Array.isArray(params))) {
+    return errorLine(rawId, 'INVALID_PARAMS', 'params must be an object');
+  }
+  const p = (params ?? {}) as Record<string, unknown>;
+  return dispatch(method as Method, rawId, p, service, session);
+}
+
+function dispatch(
+  method: Method,
+  rawId: string,
+  p: Record<string, unknown>,
+  service: SystemService,
+  session: Session,
+): Outcome {
+  switch (method) {
+    case 'ping':
+      return resultLine(rawId, 'pong');
+    case 'get_health':
+      return syncCall(rawId, method, () => service.getHealth());
+    case 'get_status':
+      return syncCall(rawId, method, () => service.getStatus());
+    case 'subscribe':
+      return syncCall(rawId, method, () => {
+        const health = service.getHealth();
+        session.subscribed = true;
+        return { ok: true, health };
+      });
+    case 'unsubscribe':
+      session.subscribed = false;
+      return resultLine(rawId, { ok: true });
+    case 'apply_config': {
+      const section = p.section;
+      if (typeof section !== 'string') {
+        return errorLine(rawId, 'INVALID_PARAMS', 'params.section must be a string');
+      }
+      return asyncCall(rawId, method, async () => {
+        const r = await service.applyConfig(section, SOCKET_CALLER);
+        return { ok: true, changed: r.changed, restarted: r.restarted };
+      });
+    }
+    case 'restart_service': {
+      const name = p.name;
+      if (typeof name !== 'string') {
+        return errorLine(rawId, 'INVALID_PARAMS', 'params.name must be a string');
+      }
+      return asyncCall(rawId, method, async () => {
+        await service.restartService(name, SOCKET_CALLER);
+        // The shipping client reads result.name: it gets back the name it sent (an alias stays an alias).
+        return { ok: true, name };
+      });
+    }
+  }
+}
+
+function syncCall(rawId: string, method: Method, fn: () => unknown): string {
+  try {
+    return resultLine(rawId, fn() as Json);
+  } catch (err) {
+    return failureLine(rawId, method, err);
+  }
+}
+
+async function asyncCall(rawId: string, method: Method, fn: () => Promise<unknown>): Promise<string> {
+  try {
+    return resultLine(rawId, await fn());
+  } catch (err) {
+    return failureLine(rawId, method, err);
+  }
+}
+
+/** Maps whatever a service call threw to a contract error line; only ServiceError messages reach callers. */
+function failureLine(rawId: string, method: Method, err: unknown): string {
+  const se = toServiceError(err);
+  const code = SOCKET_ERROR_CODES[se.code] as SocketCode;
+  if (se !== err) {
+    log.err('socket request failed unexpectedly', { METHOD: method, ERROR: errText(err) });
+  } else {
+    log.info('socket request failed', { METHOD: method, ERROR_CODE: code });
+  }
+  return errorLine(rawId, code, se.message);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The raw text of a top-level member, so ids are echoed exactly as sent. Only called on text JSON.parse has
+// already accepted as an object, so the scanner may assume well-formed input; it never recurses.
+
+function skipWs(t: string, i: number): number {
+  for (;;) {
+    const c = t.charCodeAt(i);
+    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) i++;
+    else return i;
+  }
+}
+
+/** i is at an opening quote; returns the index just after the closing quote. */
+function skipString(t: string, i: number): number {
+  let j = i + 1;
+  for (;;) {
+    const q = t.indexOf('"', j);
+    if (q === -1) return t.length; // cannot happen on valid JSON
+    let backslashes = 0;
+    for (let k = q - 1; k > i && t.charCodeAt(k) === 0x5c; k--) backslashes++;
+    if (backslashes % 2 === 0) return q + 1;
+    j = q + 1;
+  }
+}
+
+/** i is at the first character of a value; returns the index just after it. */
+function skipValue(t: string, i: number): number {
+  const c = t.charCodeAt(i);
+  if (c === 0x22) return skipString(t, i);
+  if (c === 0x7b || c === 0x5b) {
+    let depth = 0;
+    let j = i;
+    while (j < t.length) {
+      const d = t.charCodeAt(j);
+      if (d === 0x22) {
+        j = skipString(t, j);
+        continue;
+      }
+      if (d === 0x7b || d === 0x5b) depth++;
+      else if (d === 0x7d || d === 0x5d) {
+        depth--;
+        if (depth === 0) return j + 1;
+      }
+      j++;
+    }
+    return j;
+  }
+  // number, true, false, null: up to the next delimiter
+  let j = i;
+  while (j < t.length) {
+    const d = t.charCodeAt(j);
+    if (d === 0x2c || d === 0x7d || d === 0x5d || d === 0x20 || d === 0x09 || d === 0x0a || d === 0x0d) break;
+    j++;
+  }
+  return j;
+}
+
+/**
+ * The source text of the last top-level member named `key` of the JSON object in `t` (the last one, as
+ * JSON.parse keeps the last of duplicate keys), or undefined. `t` must be text JSON.parse accepts.
+ */
+export function rawMember(t: string, key: string): string | undefined {
+  let i = skipWs(t, 0);
+  if (t.charCodeAt(i) !== 0x7b) return undefined;
+  i = skipWs(t, i + 1);
+  if (t.charCodeAt(i) === 0x7d) return undefined;
+  let found: string | undefined;
+  for (;;) {
+    const keyEnd = skipString(t, i);
+    const keyText = t.slice(i + 1, keyEnd - 1);
+    const name = keyText.includes('\\') ? (JSON.parse(t.slice(i, keyEnd)) as string) : keyText;
+    i = skipWs(t, keyEnd); // at ':'
+    i = skipWs(t, i + 1);
+    const valueEnd = skipValue(t, i);
+    if (name === key) found = t.slice(i, valueEnd);
+    i = skipWs(t, valueEnd);
+    if (t.charCodeAt(i) !== 0x2c) return found; // '}' (or the end)
+    i = skipWs(t, i + 1);
+  }
+}

@@ -1,0 +1,367 @@
+// The legacy NDJSON socket (/run/openauto/system.sock): connections, framing, limits. The protocol itself is
+// in protocol.ts; every answer comes from the SystemService, so the shim has no logic of its own.
+//
+// Behaviour a client can rely on:
+// - One JSON object per line each way. "\r\n" is accepted, blank lines are skipped (not answered), a line
+//   may arrive in any number of pieces. Every other line gets exactly one answer.
+// - Pipelining: lines are handled in the order they arrive. Fast methods (get_health, get_status, ping,
+//   subscribe, unsubscribe, every error) answer at once, so their answers keep request order. apply_config
+//   and restart_service answer when the service finishes, so a later fast request can be answered before an
+//   earlier slow one: match answers by id.
+// - At most `maxInFlight` slow requests run per connection; further lines wait (the connection is not read)
+//   until one finishes. Likewise a connection whose answers are not being read stops being read itself, and
+//   one whose unread output still grows past `maxWriteBufferBytes` (events to a subscriber that never
+//   reads) is dropped, so a slow reader never stalls anyone else.
+// - A line longer than `maxLineBytes` gets LINE_TOO_LONG (id null), earlier requests still get their
+//   answers, then the connection is closed. The long line is never buffered whole.
+// - Connections beyond `maxClients` get one INTERNAL_ERROR line ("too many clients") and are closed.
+// - A connection with nothing in flight and no subscription that sends nothing for `idleTimeoutMs` gets one
+//   INTERNAL_ERROR line ("idle") and is closed. Subscribed connections are never closed for being idle.
+import type { Socket } from 'node:net';
+import net from 'node:net';
+import type { HealthMap } from '../health/states.js';
+import { errText, log } from '../log/journal.js';
+import type { SystemService } from '../service.js';
+import { errorLine, handleLine, healthChangedLine, isBlank, type Session } from './protocol.js';
+import { type BoundPath, bindPath, listenOn, resolveGroupId, unlinkIfOurs } from './socket-file.js';
+
+export interface SocketServerOptions {
+  /** Where the socket lives (also used for logs when listenFd is given). */
+  path: string;
+  /** File mode of the socket; default 0o660. Not applied to a socket passed in by systemd. */
+  mode?: number;
+  /** Group owning the socket when it exists in groupFile; default 'openauto'. */
+  group?: string;
+  /** group(5) file to resolve `group` in; default '/etc/group'. */
+  groupFile?: string;
+  /** Simultaneous connections; default 64. */
+  maxClients?: number;
+  /** Longest request line in bytes, without its line ending; default 65536. */
+  maxLineBytes?: number;
+  /** Idle connections (nothing in flight, not subscribed) are closed after this long; default 600000
+   * (10 minutes); 0 disables. */
+  idleTimeoutMs?: number;
+  /** An already-listening socket from systemd socket activation (see listenFdsFromEnv). The path is then
+   * neither created, chmod'ed nor removed. */
+  listenFd?: number;
+  /** Slow requests (apply_config, restart_service) running at once per connection; default 4. */
+  maxInFlight?: number;
+  /** Unread output a connection may pile up before it is dropped; default 1 MiB. */
+  maxWriteBufferBytes?: number;
+  /** How long close() and closing connections wait for in-flight answers; default 2000 ms. */
+  closeGraceMs?: number;
+}
+
+type Resolved = Required<Omit<SocketServerOptions, 'listenFd'>> & { listenFd: number | undefined };
+
+const TOO_LONG = Symbol('line too long');
+type Queued = Buffer | typeof TOO_LONG;
+
+export class SocketServer {
+  private readonly opts: Resolved;
+  private server: net.Server | undefined;
+  private bound: BoundPath | undefined;
+  private readonly connections = new Set<Connection>();
+  private readonly strays = new Set<Socket>();
+  private nextId = 1;
+  private readonly onHealthChanged = (health: HealthMap) => this.broadcastHealth(health);
+
+  constructor(
+    private readonly service: SystemService,
+    opts: SocketServerOptions,
+  ) {
+    this.opts = {
+      path: opts.path,
+      mode: opts.mode ?? 0o660,
+      group: opts.group ?? 'openauto',
+      groupFile: opts.groupFile ?? '/etc/group',
+      maxClients: opts.maxClients ?? 64,
+      maxLineBytes: opts.maxLineBytes ?? 65536,
+      idleTimeoutMs: opts.idleTimeoutMs ?? 600_000,
+      listenFd: opts.listenFd,
+      maxInFlight: opts.maxInFlight ?? 4,
+      maxWriteBufferBytes: opts.maxWriteBufferBytes ?? 1024 * 1024,
+      closeGraceMs: opts.closeGraceMs ?? 2000,
+    };
+  }
+
+  /** Listens (binding the path, or adopting listenFd). Rejects if the path is taken by a live socket or by
+   * something that is not a socket. May be called again after close(). */
+  async start(): Promise<void> {
+    if (this.server) throw new Error('socket server already started');
+    const server = net.createServer({ allowHalfOpen: false, pauseOnConnect: false });
+    server.on('connection', (socket) => this.accept(socket));
+    server.on('error', (err) =>
+      log.err('socket server error', { PATH: this.opts.path, ERROR: errText(err) }),
+    );
+    this.server = server;
+    try {
+      if (this.opts.listenFd !== undefined) {
+        await listenOn(server, { fd: this.opts.listenFd });
+      } else {
+        const gid = await resolveGroupId(this.opts.group, this.opts.groupFile);
+        if (gid === undefined) {
+          log.notice('socket group does not exist; only root can connect', { GROUP: this.opts.group });
+        }
+        this.bound = await bindPath(server, this.opts.path, this.opts.mode, gid);
+      }
+    } catch (err) {
+      this.server = undefined;
+      throw err;
+    }
+    this.service.on('healthChanged', this.onHealthChanged);
+    log.info('socket listening', {
+      PATH: this.opts.path,
+      ACTIVATED: this.opts.listenFd !== undefined,
+    });
+  }
+
+  /** Stops accepting, removes the socket file it created, lets in-flight answers out for up to closeGraceMs,
+   * then closes every connection. */
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    this.service.off('healthChanged', this.onHealthChanged);
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    if (this.bound) {
+      await unlinkIfOurs(this.bound);
+      this.bound = undefined;
+    }
+    for (const c of this.connections) c.shutdown();
+    for (const s of this.strays) s.destroy();
+    await closed;
+  }
+
+  /** Open connections (not counting ones being turned away). */
+  get clientCount(): number {
+    return this.connections.size;
+  }
+
+  private accept(socket: Socket): void {
+    socket.on('error', () => {}); // EPIPE/ECONNRESET from a vanished client: 'close' follows.
+    if (this.connections.size >= this.opts.maxClients) {
+      log.warning('socket client turned away: too many clients', { LIMIT: this.opts.maxClients });
+      this.strays.add(socket);
+      socket.on('close', () => this.strays.delete(socket));
+      socket.resume(); // read and discard, so closing never resets the line below
+      socket.end(
+        `${errorLine('null', 'INTERNAL_ERROR', `too many clients (limit ${this.opts.maxClients})`)}\n`,
+      );
+      setTimeout(() => socket.destroy(), this.opts.closeGraceMs).unref();
+      return;
+    }
+    const conn = new Connection(this.nextId++, socket, this.service, this.opts, () =>
+      this.connections.delete(conn),
+    );
+    this.connections.add(conn);
+  }
+
+  private broadcastHealth(health: HealthMap): void {
+    let line: string;
+    try {
+      line = healthChangedLine(health);
+    } catch (err) {
+      log.err('cannot serialise a health event', { ERROR: errText(err) });
+      return;
+    }
+    for (const c of this.connections) if (c.session.subscribed) c.send(line);
+  }
+}
+
+class Connection {
+  readonly session: Session = { subscribed: false };
+  private inflight = 0;
+  private queue: Queued[] = [];
+  private qHead = 0;
+  private partial: Buffer[] = [];
+  private partialLen = 0;
+  private writeBlocked = false;
+  private paused = false;
+  /** Input is ignored from now on (after LINE_TOO_LONG, an idle close or server shutdown). */
+  private discarding = false;
+  /** The connection ends once nothing is in flight. */
+  private ending = false;
+  private closed = false;
+  private graceTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly id: number,
+    private readonly socket: Socket,
+    private readonly service: SystemService,
+    private readonly opts: Resolved,
+    onClose: () => void,
+  ) {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => {
+      this.writeBlocked = false;
+      this.pumpCorked();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.queue = [];
+      this.partial = [];
+      if (this.graceTimer) clearTimeout(this.graceTimer);
+      onClose();
+    });
+    if (opts.idleTimeoutMs > 0) {
+      socket.setTimeout(opts.idleTimeoutMs);
+      socket.on('timeout', () => this.onIdle());
+    }
+    log.debug('socket client connected', { CLIENT: id });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.discarding || this.closed) return;
+    const max = this.opts.maxLineBytes;
+    let start = 0;
+    let queued = false;
+    for (;;) {
+      const nl = chunk.indexOf(0x0a, start);
+      if (nl === -1) break;
+      let line: Buffer;
+      if (this.partialLen > 0) {
+        this.partial.push(chunk.subarray(start, nl));
+        line = Buffer.concat(this.partial, this.partialLen + (nl - start));
+        this.partial = [];
+        this.partialLen = 0;
+      } else {
+        line = chunk.subarray(start, nl);
+      }
+      start = nl + 1;
+      if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
+      queued = true;
+      if (line.length > max) {
+        this.tooLong();
+        break;
+      }
+      this.queue.push(line);
+    }
+    if (!this.discarding && start < chunk.length) {
+      this.partial.push(chunk.subarray(start));
+      this.partialLen += chunk.length - start;
+      // One byte of slack for a '\r' that may precede the '\n'.
+      if (this.partialLen > max + 1) {
+        this.tooLong();
+        queued = true;
+      }
+    }
+    if (queued) this.pumpCorked();
+  }
+
+  private tooLong(): void {
+    this.queue.push(TOO_LONG);
+    this.partial = [];
+    this.partialLen = 0;
+    this.discarding = true;
+  }
+
+  private pumpCorked(): void {
+    this.socket.cork();
+    try {
+      this.pump();
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
+  /** Handles queued lines until the queue is empty or the connection must wait. */
+  private pump(): void {
+    while (this.qHead < this.queue.length) {
+      if (this.closed) return;
+      if (this.writeBlocked || this.inflight >= this.opts.maxInFlight) {
+        this.setPaused(true);
+        return;
+      }
+      const item = this.queue[this.qHead++] as Queued;
+      if (item === TOO_LONG) {
+        log.warning('socket client sent an over-long line; closing it', {
+          CLIENT: this.id,
+          LIMIT: this.opts.maxLineBytes,
+        });
+        this.send(
+          errorLine('null', 'LINE_TOO_LONG', `request line longer than ${this.opts.maxLineBytes} bytes`),
+        );
+        this.beginEnd();
+        return;
+      }
+      this.handle(item);
+    }
+    this.queue = [];
+    this.qHead = 0;
+    if (!this.discarding) this.setPaused(false);
+  }
+
+  private setPaused(on: boolean): void {
+    if (on === this.paused) return;
+    this.paused = on;
+    if (on) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  private handle(line: Buffer): void {
+    if (isBlank(line)) return;
+    const outcome = handleLine(line, this.service, this.session);
+    if (typeof outcome === 'string') {
+      this.send(outcome);
+      return;
+    }
+    this.inflight++;
+    void outcome.then((answer) => {
+      this.inflight--;
+      if (this.closed) return;
+      this.send(answer);
+      if (this.ending) {
+        if (this.inflight === 0) this.socket.end();
+      } else {
+        this.pumpCorked();
+      }
+    });
+  }
+
+  /** Writes one line; drops the connection if its unread output has grown past the limit. */
+  send(line: string): void {
+    const s = this.socket;
+    if (this.closed || s.writableEnded || s.destroyed) return;
+    const ok = s.write(`${line}\n`);
+    if (s.writableLength > this.opts.maxWriteBufferBytes) {
+      log.warning('socket client dropped: it does not read its answers', {
+        CLIENT: this.id,
+        LIMIT: this.opts.maxWriteBufferBytes,
+      });
+      this.closed = true;
+      s.destroy();
+      return;
+    }
+    if (!ok) this.writeBlocked = true;
+  }
+
+  /** Stop reading; end once in-flight answers are out; force-close after the grace period. */
+  private beginEnd(): void {
+    this.discarding = true;
+    this.ending = true;
+    this.queue = [];
+    this.qHead = 0;
+    this.setPaused(false); // keep reading (and discarding) so the close is clean
+    if (this.inflight === 0 && !this.socket.writableEnded) this.socket.end();
+    this.graceTimer ??= setTimeout(() => this.socket.destroy(), this.opts.closeGraceMs);
+    this.graceTimer.unref();
+  }
+
+  private onIdle(): void {
+    if (this.closed || this.ending) return;
+    if (this.session.subscribed || this.inflight > 0 || this.qHead < this.queue.length) {
+      this.socket.setTimeout(this.opts.idleTimeoutMs);
+      return;
+    }
+    log.debug('socket client idle; closing it', { CLIENT: this.id });
+    this.send(errorLine('null', 'INTERNAL_ERROR', `idle for ${this.opts.idleTimeoutMs / 1000} s; closing`));
+    this.beginEnd();
+  }
+
+  /** Server shutdown. */
+  shutdown(): void {
+    if (this.closed) return;
+    this.beginEnd();
+  }
+}
