@@ -1,0 +1,385 @@
+// ApplyConfig: config.yaml section → system. Kept free of D-Bus: the bus-facing pieces (restarting a unit
+// through systemd1, BlueZ Adapter1, timedate1) are injected, so every path here is testable with plain fakes.
+//
+// Order per section: read and validate everything first (a failure touches nothing), render, compare with the
+// file in place (identical → no write and, above all, no restart that would drop the phone's connection),
+// write atomically, restart the unit, and on a failed restart put the previous file back and restart again.
+import path from 'node:path';
+import { ServiceError, toServiceError } from '../errors.js';
+import type { ServiceName } from '../health/states.js';
+import { errText, log } from '../log/journal.js';
+import type { ApplyResult, Json } from '../service.js';
+import {
+  cleanTempFiles,
+  ensureMeta,
+  type FileMeta,
+  type FileSnapshot,
+  lookupGroupId,
+  readSnapshot,
+  restoreSnapshot,
+  writeAtomic,
+} from './atomic.js';
+import { checkSection, rawSection, readConfig, validateRaw } from './load.js';
+import {
+  countryFromHostapdConf,
+  NETWORK_FILE,
+  renderHostapdConf,
+  renderNetworkFile,
+  TemplateError,
+} from './render.js';
+import { HEX_PSK, type SectionConfigs, type SectionName } from './schema.js';
+
+export interface ApplierPaths {
+  /** config.yaml */
+  config: string;
+  /** e.g. /etc/hostapd/hostapd.conf */
+  hostapdConf: string;
+  /** e.g. /etc/systemd/network (the file inside is 10-openauto-ap.network) */
+  networkDir: string;
+  /** directory holding hostapd.conf.tmpl and 10-openauto-ap.network.tmpl */
+  templates: string;
+  /** e.g. /usr/share/zoneinfo */
+  zoneinfo: string;
+  /** e.g. /etc/group (for the `openauto` group that may read hostapd.conf) */
+  groupFile: string;
+}
+
+export interface AdapterProps {
+  alias: string;
+  discoverable: boolean;
+}
+
+export interface ApplierDeps {
+  paths: ApplierPaths;
+  /** Restarts `unit` (e.g. hostapd.service) and resolves once it is active again; throws when it is not. */
+  restartUnit(unit: string): Promise<void>;
+  /** Sets BlueZ Adapter1 Alias and Discoverable; `changed` says whether either differed before. */
+  setAdapter(props: AdapterProps): Promise<{ changed: boolean }>;
+  getTimezone(): Promise<string>;
+  setTimezone(tz: string): Promise<void>;
+  /** Runs `fn` (write, restart, and any rollback with its second restart) while the health monitor keeps its
+   * hands off `unit`, so the two never restart it at the same time. Defaults to just running `fn`. */
+  withUnitLock?<T>(unit: string, fn: () => Promise<T>): Promise<T>;
+  /** How many applies may wait behind the running one before callers get Busy (default 8). */
+  maxWaiting?: number;
+  /** Clock for the summary's applied_at (tests). */
+  now?: () => Date;
+}
+
+/** The unit each file-backed section restarts, and the name callers see in `restarted`. */
+const FILE_SECTIONS = {
+  wifi: { service: 'hostapd', unit: 'hostapd.service', label: 'hostapd' },
+  network: { service: 'networkd', unit: 'systemd-networkd.service', label: 'systemd-networkd' },
+} as const satisfies Record<string, { service: ServiceName; unit: string; label: string }>;
+
+/** What GetStatus shows of a section: everything but the secret. */
+export function summarizeSection<S extends SectionName>(
+  section: S,
+  cfg: SectionConfigs[S],
+): { [key: string]: Json } {
+  switch (section) {
+    case 'wifi': {
+      const w = cfg as SectionConfigs['wifi'];
+      return {
+        ssid: w.ssid,
+        password: '(set)',
+        key_type: HEX_PSK.test(w.password) ? 'psk' : 'passphrase',
+        band: w.band,
+        channel: w.channel,
+        interface: w.interface,
+        country_code: w.country_code,
+      };
+    }
+    case 'network': {
+      const n = cfg as SectionConfigs['network'];
+      return {
+        ap_ip: n.ap_ip,
+        dhcp_range_start: n.dhcp_range_start,
+        dhcp_range_end: n.dhcp_range_end,
+        interface: n.interface,
+      };
+    }
+    case 'bluetooth': {
+      const b = cfg as SectionConfigs['bluetooth'];
+      return { name: b.name, discoverable: b.discoverable };
+    }
+    default: {
+      const t = cfg as SectionConfigs['time'];
+      return { timezone: t.timezone };
+    }
+  }
+}
+
+/** Journal record of one apply; turned into exactly one entry. */
+interface ApplyRecord {
+  changed: boolean;
+  restarted: string[];
+  rollback?: 'restored' | 'restored-not-started' | 'not-restored';
+  detail?: string;
+}
+
+export class ConfigApplier {
+  private readonly paths: ApplierPaths;
+  private readonly maxWaiting: number;
+  private tail: Promise<unknown> = Promise.resolve();
+  private inFlight = 0;
+  private readonly applied: Partial<Record<SectionName, { [key: string]: Json }>> = {};
+
+  constructor(private readonly deps: ApplierDeps) {
+    this.paths = deps.paths;
+    this.maxWaiting = deps.maxWaiting ?? 8;
+  }
+
+  get networkFile(): string {
+    return path.join(this.paths.networkDir, NETWORK_FILE);
+  }
+
+  /** Applies currently running plus waiting. */
+  get pending(): number {
+    return this.inFlight;
+  }
+
+  /** Start-up housekeeping: removes temp files a crash mid-write may have left. Returns how many. */
+  async cleanup(): Promise<number> {
+    const a = await cleanTempFiles(path.dirname(this.paths.hostapdConf), [this.paths.hostapdConf]);
+    const b = await cleanTempFiles(this.paths.networkDir, [this.networkFile]);
+    return a + b;
+  }
+
+  /** Summary of what was last applied (or found already in place) per section since start, secrets removed. */
+  appliedSummary(): { [section: string]: Json } {
+    const out: { [section: string]: Json } = {};
+    for (const [k, v] of Object.entries(this.applied)) if (v) out[k] = v;
+    return out;
+  }
+
+  /** Applies one section of config.yaml. Serialized: one apply runs at a time, others wait their turn, and
+   * beyond maxWaiting waiting callers get ServiceError('Busy'). Throws ServiceError only. */
+  async apply(section: string): Promise<ApplyResult> {
+    const s = checkSection(section);
+    if (this.inFlight > this.maxWaiting) {
+      throw new ServiceError('Busy', 'too many configuration changes are waiting; try again shortly');
+    }
+    this.inFlight++;
+    const run = this.tail.then(() => this.applyLogged(s));
+    this.tail = run.catch(() => undefined);
+    try {
+      return await run;
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async applyLogged(section: SectionName): Promise<ApplyResult> {
+    const rec: ApplyRecord = { changed: false, restarted: [] };
+    const started = Date.now();
+    try {
+      const result = await this.applySection(section, rec);
+      log.info(`config section ${section} ${result.changed ? 'applied' : 'unchanged'}`, {
+        SECTION: section,
+        CHANGED: result.changed,
+        RESTARTED: result.restarted.join(','),
+        DURATION_MS: Date.now() - started,
+      });
+      return result;
+    } catch (err) {
+      const se = toServiceError(err);
+      // Messages never carry values (validation names fields only), so none of this can hold the password.
+      log.warning(`config section ${section} not applied: ${se.message}`, {
+        SECTION: section,
+        CHANGED: false,
+        RESTARTED: rec.restarted.join(','),
+        ERROR_CODE: se.code,
+        ROLLBACK: rec.rollback,
+        DETAIL: rec.detail ?? (err instanceof ServiceError ? undefined : errText(err)),
+        DURATION_MS: Date.now() - started,
+      });
+      throw se;
+    }
+  }
+
+  private async applySection(section: SectionName, rec: ApplyRecord): Promise<ApplyResult> {
+    switch (section) {
+      case 'wifi':
+        return this.applyWifi(rec);
+      case 'network':
+        return this.applyNetwork(rec);
+      case 'bluetooth':
+        return this.applyBluetooth();
+      case 'time':
+        return this.applyTime();
+    }
+  }
+
+  private async applyWifi(rec: ApplyRecord): Promise<ApplyResult> {
+    const doc = await readConfig(this.paths.config);
+    const previous = await this.snapshot(this.paths.hostapdConf);
+    const cfg = await validateRaw('wifi', rawSection(doc, 'wifi'), {
+      defaultCountry: countryFromHostapdConf(previous?.data),
+      zoneinfoDir: this.paths.zoneinfo,
+    });
+    const text = await this.render(() => renderHostapdConf(this.paths.templates, cfg), 'hostapd.conf');
+    const gid = await lookupGroupId('openauto', this.paths.groupFile);
+    // The app (group openauto) reads the passphrase from here; nobody else may.
+    const meta: FileMeta = gid === undefined ? { mode: 0o600 } : { mode: 0o640, gid };
+    const result = await this.replaceAndRestart('wifi', this.paths.hostapdConf, text, previous, meta, rec);
+    this.applied.wifi = this.stamp(summarizeSection('wifi', cfg));
+    return result;
+  }
+
+  private async applyNetwork(rec: ApplyRecord): Promise<ApplyResult> {
+    const doc = await readConfig(this.paths.config);
+    const cfg = await validateRaw('network', rawSection(doc, 'network'), {
+      zoneinfoDir: this.paths.zoneinfo,
+    });
+    const text = await this.render(() => renderNetworkFile(this.paths.templates, cfg), NETWORK_FILE);
+    const previous = await this.snapshot(this.networkFile);
+    // networkd reads it as user systemd-network; nothing secret in it.
+    const result = await this.replaceAndRestart(
+      'network',
+      this.networkFile,
+      text,
+      previous,
+      { mode: 0o644 },
+      rec,
+    );
+    this.applied.network = this.stamp(summarizeSection('network', cfg));
+    return result;
+  }
+
+  private async applyBluetooth(): Promise<ApplyResult> {
+    const doc = await readConfig(this.paths.config);
+    const cfg = await validateRaw('bluetooth', rawSection(doc, 'bluetooth'));
+    let changed: boolean;
+    try {
+      ({ changed } = await this.deps.setAdapter({ alias: cfg.name, discoverable: cfg.discoverable }));
+    } catch (err) {
+      if (err instanceof ServiceError) throw err;
+      log.err('setting the Bluetooth adapter failed', { SECTION: 'bluetooth', DETAIL: errText(err) });
+      throw new ServiceError('Internal', 'the Bluetooth adapter did not accept the new settings');
+    }
+    this.applied.bluetooth = this.stamp(summarizeSection('bluetooth', cfg));
+    return { changed, restarted: [] };
+  }
+
+  private async applyTime(): Promise<ApplyResult> {
+    const doc = await readConfig(this.paths.config);
+    const cfg = await validateRaw('time', rawSection(doc, 'time'), { zoneinfoDir: this.paths.zoneinfo });
+    let changed = false;
+    try {
+      if ((await this.deps.getTimezone()) !== cfg.timezone) {
+        await this.deps.setTimezone(cfg.timezone);
+        changed = true;
+      }
+    } catch (err) {
+      if (err instanceof ServiceError) throw err;
+      log.err('setting the time zone failed', { SECTION: 'time', DETAIL: errText(err) });
+      throw new ServiceError('Internal', 'the time zone could not be set');
+    }
+    this.applied.time = this.stamp(summarizeSection('time', cfg));
+    return { changed, restarted: [] };
+  }
+
+  private stamp(summary: { [key: string]: Json }): { [key: string]: Json } {
+    return { ...summary, applied_at: (this.deps.now?.() ?? new Date()).toISOString() };
+  }
+
+  private async snapshot(file: string): Promise<FileSnapshot | null> {
+    try {
+      return await readSnapshot(file);
+    } catch (err) {
+      log.err('reading the current system file failed', { FILE: file, DETAIL: errText(err) });
+      throw new ServiceError(
+        'Internal',
+        'the current configuration file could not be read; nothing was changed',
+      );
+    }
+  }
+
+  private async render(fn: () => Promise<string>, what: string): Promise<string> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof ServiceError) throw err;
+      // A missing or broken template is a packaging fault: journal the detail, tell the caller plainly.
+      log.err(`rendering ${what} failed`, {
+        DETAIL: err instanceof TemplateError ? err.message : errText(err),
+      });
+      throw new ServiceError('Internal', `the ${what} template could not be rendered; nothing was changed`);
+    }
+  }
+
+  private async replaceAndRestart(
+    section: keyof typeof FILE_SECTIONS,
+    file: string,
+    text: string,
+    previous: FileSnapshot | null,
+    meta: FileMeta,
+    rec: ApplyRecord,
+  ): Promise<ApplyResult> {
+    const { service, unit, label } = FILE_SECTIONS[section];
+    // A crash in an earlier apply may have left a temp file; this is the one place that writes here.
+    await cleanTempFiles(path.dirname(file), [file]).catch(() => 0);
+    const bytes = Buffer.from(text, 'utf8');
+    if (previous?.data.equals(bytes)) {
+      // Same content: no write and no restart (it would drop the phone). Permissions are still put right.
+      await ensureMeta(file, meta).catch((err) =>
+        log.warning('fixing file mode failed', { DETAIL: errText(err) }),
+      );
+      return { changed: false, restarted: [] };
+    }
+    const lock = this.deps.withUnitLock?.bind(this.deps) ?? (<T>(_u: string, fn: () => Promise<T>) => fn());
+    return lock(unit, async () => {
+      try {
+        await writeAtomic(file, bytes, meta);
+      } catch (err) {
+        rec.detail = errText(err);
+        throw new ServiceError(
+          'Internal',
+          `the new ${label} configuration could not be written; nothing was changed`,
+        );
+      }
+      rec.changed = true;
+      try {
+        await this.deps.restartUnit(unit);
+      } catch (err) {
+        rec.detail = errText(err);
+        throw await this.rollBack(file, previous, unit, label, rec);
+      }
+      rec.restarted.push(service);
+      return { changed: true, restarted: [service] };
+    });
+  }
+
+  /** Puts the previous file back and restarts once more; returns the RestartFailed error to throw. */
+  private async rollBack(
+    file: string,
+    previous: FileSnapshot | null,
+    unit: string,
+    label: string,
+    rec: ApplyRecord,
+  ): Promise<ServiceError> {
+    const head = `${label} failed to start with the new configuration`;
+    try {
+      await restoreSnapshot(file, previous);
+    } catch (err) {
+      rec.rollback = 'not-restored';
+      rec.detail = `${rec.detail ?? ''}; restore: ${errText(err)}`;
+      return new ServiceError('RestartFailed', `${head}; the previous configuration could not be restored`);
+    }
+    rec.changed = false;
+    try {
+      await this.deps.restartUnit(unit);
+    } catch (err) {
+      rec.rollback = 'restored-not-started';
+      rec.detail = `${rec.detail ?? ''}; second restart: ${errText(err)}`;
+      return new ServiceError(
+        'RestartFailed',
+        `${head}; the previous configuration was restored, but ${label} did not start with it either`,
+      );
+    }
+    rec.rollback = 'restored';
+    const none = previous === null ? ' (there was no file before, so the new one was removed)' : '';
+    return new ServiceError('RestartFailed', `${head}; the previous configuration was restored${none}`);
+  }
+}
