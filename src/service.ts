@@ -5,7 +5,10 @@ import type { HealthMap } from './health/states.js';
 
 /** Who is asking. D-Bus callers are authorized through polkit by unique name; socket callers were
  * already admitted by the kernel (socket mode 0660, group openauto). */
-export type Caller = { kind: 'dbus'; sender: string } | { kind: 'socket' } | { kind: 'internal' };
+export type Caller =
+  | { kind: 'dbus'; sender: string; interactive: boolean }
+  | { kind: 'socket' }
+  | { kind: 'internal' };
 
 export interface ApplyResult {
   changed: boolean;

@@ -1,0 +1,244 @@
+// The daemon's one system-bus connection, with the guards dbus-next lacks: every call is bounded, pending
+// calls fail when the connection drops, match rules are added once and never churned, and stream errors
+// never crash the process.
+import dbus from 'dbus-next';
+import { errText, log } from '../log/journal.js';
+
+const { Message } = dbus;
+export type DBusMessage = InstanceType<typeof dbus.Message>;
+export type MessageBus = dbus.MessageBus;
+
+/** Every call out of the process is bounded; this is the default bound. */
+export const CALL_TIMEOUT_MS = 5000;
+
+/** A bus call that got no answer in time, or was cut off by the connection closing. */
+export class CallTimeoutError extends Error {
+  constructor(what: string, ms: number) {
+    super(`${what}: no reply within ${ms} ms`);
+    this.name = 'CallTimeoutError';
+  }
+}
+export class DisconnectedError extends Error {
+  constructor() {
+    super('the bus connection is closed');
+    this.name = 'DisconnectedError';
+  }
+}
+
+export interface CallSpec {
+  destination: string;
+  path: string;
+  interface: string;
+  member: string;
+  signature?: string;
+  body?: unknown[];
+  timeoutMs?: number;
+  /** D-Bus header flags, e.g. ALLOW_INTERACTIVE_AUTHORIZATION (0x4). */
+  flags?: number;
+}
+
+export interface SignalFilter {
+  path?: string;
+  interface: string;
+  member: string;
+  sender?: string;
+}
+
+type SignalHandler = (msg: DBusMessage) => void;
+
+interface RawBus {
+  _methodReturnHandlers: Record<number, unknown>;
+  _connection: { stream: NodeJS.EventEmitter & { destroyed?: boolean } };
+}
+
+export class Bus {
+  private readonly pending = new Map<number, (err: Error) => void>();
+  private readonly matches = new Set<string>();
+  private readonly signalHandlers = new Set<{ filter: SignalFilter; handler: SignalHandler }>();
+  private readonly closeHandlers = new Set<() => void>();
+  private closed = false;
+
+  private constructor(readonly raw: MessageBus) {
+    raw.on('error', (err: unknown) => {
+      log.err('bus connection error', { error: errText(err) });
+      this.markClosed();
+    });
+    const stream = (raw as unknown as RawBus)._connection.stream;
+    stream.on('close', () => this.markClosed());
+    stream.on('end', () => this.markClosed());
+    raw.on('message', (msg: DBusMessage) => {
+      if (msg.type !== dbus.MessageType.SIGNAL) return;
+      for (const { filter, handler } of this.signalHandlers) {
+        if (filter.member !== msg.member || filter.interface !== msg.interface) continue;
+        if (filter.path !== undefined && filter.path !== msg.path) continue;
+        if (filter.sender !== undefined && filter.sender !== msg.sender) continue;
+        try {
+          handler(msg);
+        } catch (err) {
+          log.err('signal handler failed', { member: msg.member, error: errText(err) });
+        }
+      }
+    });
+  }
+
+  /** Connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS honoured) with unix fd passing negotiated. */
+  static async connect(timeoutMs = CALL_TIMEOUT_MS): Promise<Bus> {
+    const raw = dbus.systemBus({ negotiateUnixFd: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new CallTimeoutError('connecting to the system bus', timeoutMs)), timeoutMs);
+      raw.once('connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      raw.once('error', (err: unknown) => {
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      });
+    });
+    return new Bus(raw);
+  }
+
+  /** Our unique name on the bus (":1.42"). */
+  get uniqueName(): string {
+    return (this.raw as unknown as { name: string }).name;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Calls a method, bounded by spec.timeoutMs (default 5 s). Rejects with DBusError for error replies. */
+  async call(spec: CallSpec): Promise<DBusMessage> {
+    if (this.closed) throw new DisconnectedError();
+    const timeoutMs = spec.timeoutMs ?? CALL_TIMEOUT_MS;
+    const msg = new Message({
+      destination: spec.destination,
+      path: spec.path,
+      interface: spec.interface,
+      member: spec.member,
+      signature: spec.signature ?? '',
+      body: spec.body ?? [],
+      flags: spec.flags ?? 0,
+    });
+    msg.serial = this.raw.newSerial();
+    const serial = msg.serial;
+    const what = `${spec.interface}.${spec.member}`;
+    return new Promise<DBusMessage>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.forget(serial);
+        reject(new CallTimeoutError(what, timeoutMs));
+      }, timeoutMs);
+      this.pending.set(serial, (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      this.raw.call(msg).then(
+        (reply) => {
+          clearTimeout(timer);
+          this.pending.delete(serial);
+          // call() only resolves null for NO_REPLY_EXPECTED, which we never set.
+          resolve(reply as DBusMessage);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          this.pending.delete(serial);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /** Sends a message that expects no reply (signals, replies). A closed connection drops it. */
+  send(msg: DBusMessage): void {
+    if (this.closed) return;
+    try {
+      this.raw.send(msg);
+    } catch (err) {
+      log.err('sending on the bus failed', { member: msg.member, error: errText(err) });
+    }
+  }
+
+  /** Adds a match rule once for the life of the connection (dbus-next's own helper never removes rules). */
+  async addMatch(rule: string): Promise<void> {
+    if (this.matches.has(rule)) return;
+    await this.call({
+      destination: 'org.freedesktop.DBus',
+      path: '/org/freedesktop/DBus',
+      interface: 'org.freedesktop.DBus',
+      member: 'AddMatch',
+      signature: 's',
+      body: [rule],
+    });
+    this.matches.add(rule);
+  }
+
+  /** Routes matching signals to handler; the caller adds the match rule. Returns an unsubscribe function. */
+  onSignal(filter: SignalFilter, handler: SignalHandler): () => void {
+    const entry = { filter, handler };
+    this.signalHandlers.add(entry);
+    return () => this.signalHandlers.delete(entry);
+  }
+
+  onClose(handler: () => void): void {
+    this.closeHandlers.add(handler);
+  }
+
+  /** Asks the bus for a unique name's Unix uid (used to let root pass without asking polkit). */
+  async unixUser(name: string): Promise<number> {
+    const reply = await this.call({
+      destination: 'org.freedesktop.DBus',
+      path: '/org/freedesktop/DBus',
+      interface: 'org.freedesktop.DBus',
+      member: 'GetConnectionUnixUser',
+      signature: 's',
+      body: [name],
+    });
+    return Number(reply.body[0]);
+  }
+
+  /** The unique name owning a well-known name, or undefined when it has none. */
+  async nameOwner(name: string): Promise<string | undefined> {
+    try {
+      const reply = await this.call({
+        destination: 'org.freedesktop.DBus',
+        path: '/org/freedesktop/DBus',
+        interface: 'org.freedesktop.DBus',
+        member: 'GetNameOwner',
+        signature: 's',
+        body: [name],
+      });
+      return String(reply.body[0]);
+    } catch (err) {
+      if (err instanceof dbus.DBusError && err.type === 'org.freedesktop.DBus.Error.NameHasNoOwner') return undefined;
+      throw err;
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    try {
+      this.raw.disconnect();
+    } catch {
+      // already gone
+    }
+    this.markClosed();
+  }
+
+  private forget(serial: number): void {
+    this.pending.delete(serial);
+    delete (this.raw as unknown as RawBus)._methodReturnHandlers[serial];
+  }
+
+  private markClosed(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [serial, fail] of this.pending) {
+      this.forget(serial);
+      fail(new DisconnectedError());
+    }
+    for (const h of this.closeHandlers) h();
+  }
+}
+
+/** The D-Bus header flag a caller sets when it is willing to wait for interactive authorization. */
+export const ALLOW_INTERACTIVE_AUTHORIZATION = 0x4;

@@ -1,0 +1,98 @@
+// The service layer: the one implementation of SystemService. Each method reads its arguments, validates,
+// returns early when nothing changes, checks polkit, applies in plain steps and lets the monitor emit the
+// change. Both faces (D-Bus and the socket) call only this.
+import { EventEmitter } from 'node:events';
+import type { Authorizer } from './bus/polkit.js';
+import { ACTIONS, type Action } from './bus/polkit.js';
+import { ServiceError } from './errors.js';
+import type { HealthMonitor } from './health/monitor.js';
+import { type HealthMap, resolveServiceName, SERVICES } from './health/states.js';
+import { log } from './log/journal.js';
+import type { ApplyResult, Caller, Json, SystemService } from './service.js';
+import type { UnitRestarter } from './systemd/restarts.js';
+
+export interface ConfigApplierLike {
+  apply(section: string): Promise<ApplyResult>;
+  /** Applied config per section, secrets removed. */
+  summary(): { [section: string]: Json };
+}
+
+export interface DaemonDeps {
+  version: string;
+  monitor: HealthMonitor;
+  restarter: UnitRestarter;
+  authorizer: Authorizer;
+  applier?: ConfigApplierLike;
+  /** Extra status sections (e.g. BlueZ profiles) keyed by name. */
+  extraStatus?: () => { [key: string]: Json };
+  now?: () => number;
+}
+
+export class Daemon extends EventEmitter implements SystemService {
+  private readonly startedAt: number;
+  private readonly now: () => number;
+
+  constructor(private readonly deps: DaemonDeps) {
+    super();
+    this.now = deps.now ?? Date.now;
+    this.startedAt = this.now();
+    deps.monitor.on('healthChanged', (h: HealthMap) => this.emit('healthChanged', h));
+  }
+
+  getHealth(): HealthMap {
+    return this.deps.monitor.health();
+  }
+
+  getStatus(): { [key: string]: Json } {
+    return {
+      services: this.deps.monitor.status(),
+      config: this.deps.applier?.summary() ?? {},
+      ...(this.deps.extraStatus?.() ?? {}),
+      uptime: Math.floor((this.now() - this.startedAt) / 1000),
+      version: this.deps.version,
+    };
+  }
+
+  async restartService(name: string, caller: Caller): Promise<void> {
+    const service = resolveServiceName(name);
+    if (!service) {
+      throw new ServiceError('UnknownService', `unknown service '${printable(name)}': use hostapd, networkd or bluetooth`);
+    }
+    await this.authorize(caller, ACTIONS.restartService);
+    const unit = SERVICES[service].unit;
+    log.info(`restart of ${service} requested`, { service, unit, caller: caller.kind });
+    const result = await this.deps.restarter.restart(unit, 'caller');
+    this.deps.monitor.poke(service);
+    if (result !== 'done') {
+      log.err(`restart of ${service} failed`, { service, unit, job_result: result, error_code: 'RestartFailed' });
+      throw new ServiceError('RestartFailed', `${service} failed to restart (${result})`);
+    }
+    log.info(`${service} restarted`, { service, unit });
+  }
+
+  async applyConfig(section: string, caller: Caller): Promise<ApplyResult> {
+    const applier = this.deps.applier;
+    if (!applier) throw new ServiceError('UnknownSection', `unknown section '${printable(section)}'`);
+    if (!['wifi', 'network', 'bluetooth', 'time'].includes(section)) {
+      throw new ServiceError(
+        'UnknownSection',
+        `unknown section '${printable(section)}': use wifi, network, bluetooth or time`,
+      );
+    }
+    await this.authorize(caller, ACTIONS.applyConfig);
+    return applier.apply(section);
+  }
+
+  private async authorize(caller: Caller, action: Action): Promise<void> {
+    // Socket callers were admitted by the kernel (0660, group openauto), which the shipped polkit rules
+    // grant both actions; internal callers are the daemon itself.
+    if (caller.kind !== 'dbus') return;
+    await this.deps.authorizer.check(caller.sender, action, caller.interactive);
+  }
+}
+
+/** A caller's string, safe to echo in a message: bounded and without control characters. */
+export function printable(s: string): string {
+  const clean = s.replace(/[\p{Cc}\p{Cf}]/gu, '?');
+  return clean.length > 64 ? `${clean.slice(0, 64)}…` : clean;
+}

@@ -1,0 +1,179 @@
+// Every path and timing the daemon uses, from flags, then environment, then defaults. Paths are settings so
+// tests (and packagers) can redirect every file the daemon touches.
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The installed package's root (…/openauto-system), found from this file's place in dist/src/. */
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface Settings {
+  config: string;
+  socket: string;
+  hostapdConf: string;
+  networkDir: string;
+  templates: string;
+  interfaceXml: string;
+  zoneinfo: string;
+  groupFile: string;
+  /** Safety-net poll of unit state (the signals do the real work). */
+  pollMs: number;
+  fastRetries: number;
+  fastRetryMs: number;
+  slowRetryMs: number;
+  activatingTimeoutMs: number;
+  healthyResetMs: number;
+  /** Bound on a unit's restart job (RestartUnit → JobRemoved). */
+  restartTimeoutMs: number;
+  btProfiles: string[];
+  socketEnabled: boolean;
+}
+
+interface Option {
+  key: keyof Settings;
+  flag: string;
+  env: string;
+  kind: 'path' | 'ms' | 'count' | 'list' | 'bool';
+  help: string;
+}
+
+const OPTIONS: Option[] = [
+  { key: 'config', flag: '--config', env: 'OPENAUTO_CONFIG', kind: 'path', help: "the app's config.yaml" },
+  { key: 'socket', flag: '--socket', env: 'OPENAUTO_SOCKET', kind: 'path', help: 'legacy NDJSON socket' },
+  { key: 'hostapdConf', flag: '--hostapd-conf', env: 'OPENAUTO_HOSTAPD_CONF', kind: 'path', help: 'hostapd.conf' },
+  {
+    key: 'networkDir',
+    flag: '--network-dir',
+    env: 'OPENAUTO_NETWORK_DIR',
+    kind: 'path',
+    help: 'directory of the .network file',
+  },
+  { key: 'templates', flag: '--templates', env: 'OPENAUTO_TEMPLATES', kind: 'path', help: 'templates directory' },
+  {
+    key: 'interfaceXml',
+    flag: '--interface-xml',
+    env: 'OPENAUTO_INTERFACE_XML',
+    kind: 'path',
+    help: 'org.openauto.System1.xml',
+  },
+  { key: 'zoneinfo', flag: '--zoneinfo', env: 'OPENAUTO_ZONEINFO', kind: 'path', help: 'IANA zone database' },
+  { key: 'groupFile', flag: '--group-file', env: 'OPENAUTO_GROUP_FILE', kind: 'path', help: 'group database' },
+  { key: 'pollMs', flag: '--poll-ms', env: 'OPENAUTO_POLL_MS', kind: 'ms', help: 'safety-net poll interval' },
+  { key: 'fastRetries', flag: '--fast-retries', env: 'OPENAUTO_FAST_RETRIES', kind: 'count', help: 'fast retries' },
+  { key: 'fastRetryMs', flag: '--fast-retry-ms', env: 'OPENAUTO_FAST_RETRY_MS', kind: 'ms', help: 'fast retry gap' },
+  { key: 'slowRetryMs', flag: '--slow-retry-ms', env: 'OPENAUTO_SLOW_RETRY_MS', kind: 'ms', help: 'slow retry gap' },
+  {
+    key: 'activatingTimeoutMs',
+    flag: '--activating-timeout-ms',
+    env: 'OPENAUTO_ACTIVATING_TIMEOUT_MS',
+    kind: 'ms',
+    help: 'activating longer than this counts as failed',
+  },
+  {
+    key: 'healthyResetMs',
+    flag: '--healthy-reset-ms',
+    env: 'OPENAUTO_HEALTHY_RESET_MS',
+    kind: 'ms',
+    help: 'healthy this long resets the retry counter',
+  },
+  {
+    key: 'restartTimeoutMs',
+    flag: '--restart-timeout-ms',
+    env: 'OPENAUTO_RESTART_TIMEOUT_MS',
+    kind: 'ms',
+    help: 'bound on one restart job',
+  },
+  {
+    key: 'btProfiles',
+    flag: '--bt-profiles',
+    env: 'OPENAUTO_BT_PROFILES',
+    kind: 'list',
+    help: 'BlueZ profiles to register (aa,hfp-ag,hsp-hs)',
+  },
+  {
+    key: 'socketEnabled',
+    flag: '--socket-enabled',
+    env: 'OPENAUTO_SOCKET_ENABLED',
+    kind: 'bool',
+    help: 'serve the legacy socket (1/0)',
+  },
+];
+
+export function defaults(): Settings {
+  return {
+    config: '/etc/openauto/config.yaml',
+    socket: '/run/openauto/system.sock',
+    hostapdConf: '/etc/hostapd/hostapd.conf',
+    networkDir: '/etc/systemd/network',
+    templates: join(PACKAGE_ROOT, 'templates'),
+    interfaceXml: join(PACKAGE_ROOT, 'dbus', 'org.openauto.System1.xml'),
+    zoneinfo: '/usr/share/zoneinfo',
+    groupFile: '/etc/group',
+    pollMs: 5000,
+    fastRetries: 3,
+    fastRetryMs: 5000,
+    slowRetryMs: 60_000,
+    activatingTimeoutMs: 30_000,
+    healthyResetMs: 120_000,
+    restartTimeoutMs: 5000,
+    btProfiles: ['aa', 'hfp-ag', 'hsp-hs'],
+    socketEnabled: true,
+  };
+}
+
+export class UsageError extends Error {}
+
+function parseValue(opt: Option, raw: string): Settings[keyof Settings] {
+  switch (opt.kind) {
+    case 'path':
+      if (raw === '' || raw.includes('\0')) throw new UsageError(`${opt.flag}: needs a path`);
+      return resolve(raw);
+    case 'ms':
+    case 'count': {
+      if (!/^\d{1,9}$/.test(raw)) throw new UsageError(`${opt.flag}: needs a whole number, got '${raw}'`);
+      const n = Number(raw);
+      if (opt.kind === 'ms' && n < 10) throw new UsageError(`${opt.flag}: at least 10 ms`);
+      return n;
+    }
+    case 'list':
+      return raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
+    case 'bool':
+      if (!/^(1|0|true|false|yes|no)$/.test(raw)) throw new UsageError(`${opt.flag}: needs 1 or 0`);
+      return /^(1|true|yes)$/.test(raw);
+  }
+}
+
+export function usage(): string {
+  const lines = OPTIONS.map((o) => `  ${`${o.flag} VALUE`.padEnd(32)} ${o.help} (env ${o.env})`);
+  return [
+    'Usage: openauto-system [OPTIONS]',
+    '',
+    'The OpenAuto Prodigy system service: claims org.openauto.System on the system bus.',
+    '',
+    ...lines,
+    `  ${'--help'.padEnd(32)} this text`,
+    '',
+  ].join('\n');
+}
+
+/** Flags win over environment variables, which win over defaults. Throws UsageError for bad input. */
+export function parseSettings(argv: string[], env: NodeJS.ProcessEnv): Settings {
+  const s = defaults() as unknown as Record<string, unknown>;
+  for (const opt of OPTIONS) {
+    const raw = env[opt.env];
+    if (raw !== undefined && raw !== '') s[opt.key] = parseValue(opt, raw);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    const eq = arg.indexOf('=');
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    const opt = OPTIONS.find((o) => o.flag === flag);
+    if (!opt) throw new UsageError(`unknown option '${arg}' (see --help)`);
+    const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined) throw new UsageError(`${flag}: needs a value`);
+    s[opt.key] = parseValue(opt, value);
+  }
+  return s as unknown as Settings;
+}

@@ -1,0 +1,215 @@
+// A small client of org.freedesktop.systemd1 on the daemon's bus connection: load units once, subscribe
+// to their property changes, read their state, and restart them while waiting for the job's result.
+// Never `systemctl`: no child processes, and the answer is systemd's own.
+import dbus from 'dbus-next';
+import { errText, log } from '../log/journal.js';
+import { type Bus, CALL_TIMEOUT_MS, type DBusMessage } from './../bus/connection.js';
+
+const SYSTEMD = 'org.freedesktop.systemd1';
+const MANAGER_PATH = '/org/freedesktop/systemd1';
+const MANAGER_IFACE = 'org.freedesktop.systemd1.Manager';
+const UNIT_IFACE = 'org.freedesktop.systemd1.Unit';
+const PROPS_IFACE = 'org.freedesktop.DBus.Properties';
+
+/** The unit properties the daemon reads; timestamps are CLOCK_MONOTONIC microseconds (0 = never). */
+export interface UnitState {
+  loadState: string;
+  activeState: string;
+  subState: string;
+  /** When the unit last left 'inactive' (i.e. began activating). */
+  inactiveExitMonotonicUs: bigint;
+  /** When the unit last entered 'active'. */
+  activeEnterMonotonicUs: bigint;
+  /** Wall-clock microseconds of the last ActiveState change, for display. */
+  stateChangeRealtimeUs: bigint;
+  /** Path of the job queued for the unit, '/' when none. */
+  jobPath: string;
+}
+
+export type UnitListener = (unit: string, state: UnitState) => void;
+
+function variantValue(v: unknown): unknown {
+  return v instanceof dbus.Variant ? v.value : v;
+}
+
+function toBig(v: unknown): bigint {
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number') return BigInt(v);
+  return 0n;
+}
+
+export function parseUnitProps(props: Record<string, unknown>, prev?: UnitState): UnitState {
+  const get = (k: string) => variantValue(props[k]);
+  const job = get('Job');
+  return {
+    loadState: String(get('LoadState') ?? prev?.loadState ?? 'unknown'),
+    activeState: String(get('ActiveState') ?? prev?.activeState ?? 'unknown'),
+    subState: String(get('SubState') ?? prev?.subState ?? 'unknown'),
+    inactiveExitMonotonicUs:
+      'InactiveExitTimestampMonotonic' in props
+        ? toBig(get('InactiveExitTimestampMonotonic'))
+        : (prev?.inactiveExitMonotonicUs ?? 0n),
+    activeEnterMonotonicUs:
+      'ActiveEnterTimestampMonotonic' in props
+        ? toBig(get('ActiveEnterTimestampMonotonic'))
+        : (prev?.activeEnterMonotonicUs ?? 0n),
+    stateChangeRealtimeUs:
+      'StateChangeTimestamp' in props ? toBig(get('StateChangeTimestamp')) : (prev?.stateChangeRealtimeUs ?? 0n),
+    // Job is (uo): [id, path].
+    jobPath: Array.isArray(job) ? String(job[1]) : (prev?.jobPath ?? '/'),
+  };
+}
+
+/** Result of a finished job as systemd reports it in JobRemoved: done, canceled, timeout, failed, dependency, skipped. */
+export type JobResult = string;
+
+export class SystemdManager {
+  private readonly unitPaths = new Map<string, string>();
+  private readonly pathUnits = new Map<string, string>();
+  private readonly states = new Map<string, UnitState>();
+  private readonly listeners = new Set<UnitListener>();
+  private readonly jobWaiters = new Map<string, (result: JobResult) => void>();
+  /** Results that arrived before anyone waited (the reply to RestartUnit can trail the signal). */
+  private readonly earlyResults = new Map<string, JobResult>();
+
+  constructor(private readonly bus: Bus) {}
+
+  /** Subscribes to systemd's signals; without Subscribe() systemd sends no PropertiesChanged for units. */
+  async start(): Promise<void> {
+    await this.bus.addMatch(
+      `type='signal',sender='${SYSTEMD}',path='${MANAGER_PATH}',interface='${MANAGER_IFACE}',member='JobRemoved'`,
+    );
+    this.bus.onSignal({ interface: MANAGER_IFACE, member: 'JobRemoved', path: MANAGER_PATH }, (msg) =>
+      this.onJobRemoved(msg),
+    );
+    this.bus.onSignal({ interface: PROPS_IFACE, member: 'PropertiesChanged' }, (msg) => this.onPropertiesChanged(msg));
+    await this.managerCall('Subscribe', '', []).catch((err) => {
+      // Already subscribed on this connection is fine; anything else is worth knowing.
+      if (!(err instanceof dbus.DBusError && /already/i.test(err.text))) throw err;
+    });
+  }
+
+  onUnitChanged(listener: UnitListener): void {
+    this.listeners.add(listener);
+  }
+
+  /** Loads a unit (once) and starts watching its properties. Returns its object path. */
+  async watch(unit: string): Promise<string> {
+    const known = this.unitPaths.get(unit);
+    if (known) return known;
+    const reply = await this.managerCall('LoadUnit', 's', [unit]);
+    const path = String(reply.body[0]);
+    await this.bus.addMatch(
+      `type='signal',sender='${SYSTEMD}',path='${path}',interface='${PROPS_IFACE}',member='PropertiesChanged'`,
+    );
+    this.unitPaths.set(unit, path);
+    this.pathUnits.set(path, unit);
+    return path;
+  }
+
+  /** Reads the unit's state with GetAll (the safety-net poll and the first read). */
+  async refresh(unit: string): Promise<UnitState> {
+    const path = await this.watch(unit);
+    const reply = await this.bus.call({
+      destination: SYSTEMD,
+      path,
+      interface: PROPS_IFACE,
+      member: 'GetAll',
+      signature: 's',
+      body: [UNIT_IFACE],
+    });
+    const state = parseUnitProps(reply.body[0] as Record<string, unknown>);
+    this.update(unit, state);
+    return state;
+  }
+
+  state(unit: string): UnitState | undefined {
+    return this.states.get(unit);
+  }
+
+  /**
+   * Restarts a unit and waits for its job to finish. Resolves with systemd's job result ('done' on success).
+   * The wait is bounded by timeoutMs (a unit that takes longer is reported as 'timeout' by us, and its job
+   * keeps running in systemd: we never abandon a job by cancelling it).
+   */
+  async restart(unit: string, timeoutMs = CALL_TIMEOUT_MS): Promise<JobResult> {
+    return this.runJob('RestartUnit', unit, timeoutMs);
+  }
+
+  async startUnit(unit: string, timeoutMs = CALL_TIMEOUT_MS): Promise<JobResult> {
+    return this.runJob('StartUnit', unit, timeoutMs);
+  }
+
+  private async runJob(method: string, unit: string, timeoutMs: number): Promise<JobResult> {
+    const deadline = Date.now() + timeoutMs;
+    const reply = await this.managerCall(method, 'ss', [unit, 'replace'], timeoutMs);
+    const job = String(reply.body[0]);
+    const early = this.earlyResults.get(job);
+    if (early !== undefined) {
+      this.earlyResults.delete(job);
+      return early;
+    }
+    return new Promise<JobResult>((resolve) => {
+      const timer = setTimeout(
+        () => {
+          this.jobWaiters.delete(job);
+          resolve('timeout');
+        },
+        Math.max(0, deadline - Date.now()),
+      );
+      this.jobWaiters.set(job, (result) => {
+        clearTimeout(timer);
+        resolve(result);
+      });
+    });
+  }
+
+  private managerCall(member: string, signature: string, body: unknown[], timeoutMs = CALL_TIMEOUT_MS) {
+    return this.bus.call({
+      destination: SYSTEMD,
+      path: MANAGER_PATH,
+      interface: MANAGER_IFACE,
+      member,
+      signature,
+      body,
+      timeoutMs,
+    });
+  }
+
+  private onJobRemoved(msg: DBusMessage): void {
+    // JobRemoved(u id, o job, s unit, s result)
+    const [, job, , result] = msg.body as [number, string, string, string];
+    const waiter = this.jobWaiters.get(job);
+    if (waiter) {
+      this.jobWaiters.delete(job);
+      waiter(result);
+      return;
+    }
+    // Keep a few unclaimed results for the RestartUnit reply that may still be on its way.
+    this.earlyResults.set(job, result);
+    if (this.earlyResults.size > 64) {
+      const first = this.earlyResults.keys().next().value;
+      if (first !== undefined) this.earlyResults.delete(first);
+    }
+  }
+
+  private onPropertiesChanged(msg: DBusMessage): void {
+    const unit = this.pathUnits.get(msg.path);
+    if (!unit) return;
+    const [iface, changed] = msg.body as [string, Record<string, unknown>];
+    if (iface !== UNIT_IFACE) return;
+    const prev = this.states.get(unit);
+    this.update(unit, parseUnitProps(changed, prev));
+  }
+
+  private update(unit: string, state: UnitState): void {
+    this.states.set(unit, state);
+    for (const l of this.listeners) {
+      try {
+        l(unit, state);
+      } catch (err) {
+        log.err('unit listener failed', { unit, error: errText(err) });
+      }
+    }
+  }
+}
