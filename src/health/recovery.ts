@@ -319,6 +319,14 @@ export class RecoveryTracker {
 
   /** When the next attempt is due, if one is to be made at all without further input. */
   private attemptAt(): number | undefined {
+    const scheduled = this.scheduledAt();
+    if (scheduled === undefined) return undefined;
+    const busyUntil = this.systemdBusyUntil();
+    return busyUntil === undefined ? scheduled : Math.max(scheduled, busyUntil);
+  }
+
+  /** attemptAt() before waiting for systemd: the retry schedule and a degraded unit's grace period. */
+  private scheduledAt(): number | undefined {
     if (!TROUBLE.has(this.current) || this.inFlight || this.external > 0 || this.awaitingObservation) {
       return undefined;
     }
@@ -329,8 +337,6 @@ export class RecoveryTracker {
         this.lastAttemptAt + (this.attempts <= s.fastRetries ? s.fastRetryIntervalMs : s.slowRetryIntervalMs);
     }
     if (this.current === 'degraded') at = Math.max(at, (this.stateSince ?? this.clock) + s.degradedGraceMs);
-    const busyUntil = this.systemdBusyUntil();
-    if (busyUntil !== undefined) at = Math.max(at, busyUntil);
     return at;
   }
 
@@ -354,8 +360,10 @@ export class RecoveryTracker {
     if (!TROUBLE.has(this.current)) return undefined;
     if (this.external > 0) return 'caller';
     if (this.awaitingObservation) return 'observation';
+    // Waiting for systemd only when that, not the retry schedule, is what delays the next attempt.
     const busyUntil = this.systemdBusyUntil();
-    if (busyUntil !== undefined && busyUntil > this.clock) return 'systemd';
+    const scheduled = this.scheduledAt();
+    if (busyUntil !== undefined && scheduled !== undefined && busyUntil > scheduled) return 'systemd';
     return undefined;
   }
 
