@@ -255,6 +255,12 @@ export function rawSection(cfg: ConfigFile, section: SectionName): RawSection {
   return { values, names, problems: [...problems] };
 }
 
+/** The resolved raw values of section `name` in the config file at `file` (UnknownSection, ConfigUnreadable). */
+export async function loadRawSection(file: string, name: string): Promise<RawSection> {
+  const section = checkSection(name);
+  return rawSection(await readConfig(file), section);
+}
+
 /** Throws ServiceError('UnknownSection') unless `name` is one of the four sections. */
 export function checkSection(name: string): SectionName {
   if (isSectionName(name)) return name;
