@@ -78,7 +78,7 @@ describe('reading config.yaml', () => {
 
   test('exactly 256 KiB is still read', async () => {
     const body = 'wifi: {ssid: Car, password: abcdefgh}\n';
-    await sb.writeConfigText(body + '#'.repeat(MAX_CONFIG_BYTES - body.length - 1) + '\n');
+    await sb.writeConfigText(`${body}${'#'.repeat(MAX_CONFIG_BYTES - body.length - 1)}\n`);
     assert.equal((await loadSection(sb.paths.config, 'wifi')).ssid, 'Car');
   });
 
