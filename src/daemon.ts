@@ -56,7 +56,10 @@ export class Daemon extends EventEmitter implements SystemService {
   async restartService(name: string, caller: Caller): Promise<void> {
     const service = resolveServiceName(name);
     if (!service) {
-      throw new ServiceError('UnknownService', `unknown service '${printable(name)}': use hostapd, networkd or bluetooth`);
+      throw new ServiceError(
+        'UnknownService',
+        `unknown service '${printable(name)}': use hostapd, networkd or bluetooth`,
+      );
     }
     await this.authorize(caller, ACTIONS.restartService);
     const unit = SERVICES[service].unit;
@@ -64,7 +67,12 @@ export class Daemon extends EventEmitter implements SystemService {
     const result = await this.deps.restarter.restart(unit, 'caller');
     this.deps.monitor.poke(service);
     if (result !== 'done') {
-      log.err(`restart of ${service} failed`, { service, unit, job_result: result, error_code: 'RestartFailed' });
+      log.err(`restart of ${service} failed`, {
+        service,
+        unit,
+        job_result: result,
+        error_code: 'RestartFailed',
+      });
       throw new ServiceError('RestartFailed', `${service} failed to restart (${result})`);
     }
     log.info(`${service} restarted`, { service, unit });

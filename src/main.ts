@@ -5,21 +5,42 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import dbus from 'dbus-next';
+import { setAdapter } from './bluez/adapter.js';
 import { Bus } from './bus/connection.js';
 import { Authorizer } from './bus/polkit.js';
 import { BUS_NAME, System1Export } from './bus/system1.js';
+import { ConfigApplier } from './config/applier.js';
+import { loadSection } from './config/load.js';
+import { NETWORK_FILE } from './config/render.js';
 import { Daemon } from './daemon.js';
+import type { ApExpectation } from './health/functional.js';
 import { HealthMonitor } from './health/monitor.js';
+import { listenFdsFromEnv, SocketServer } from './ipc/index.js';
 import { errText, log } from './log/journal.js';
 import { PACKAGE_ROOT, parseSettings, type Settings, UsageError, usage } from './settings.js';
 import { SystemdManager } from './systemd/manager.js';
 import { UnitRestarter } from './systemd/restarts.js';
+import { getTimezone, setTimezone } from './systemd/timedate.js';
 
 function packageVersion(): string {
   try {
-    return String((JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version);
+    return String(
+      (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version,
+    );
   } catch {
     return 'unknown';
+  }
+}
+
+/** What wlan0 should carry, from config.yaml's network section; the contract's defaults when unreadable. */
+async function readExpectation(settings: Settings): Promise<ApExpectation> {
+  const networkFile = join(settings.networkDir, NETWORK_FILE);
+  try {
+    const n = await loadSection(settings.config, 'network', { zoneinfoDir: settings.zoneinfo });
+    return { iface: n.interface, apIp: n.ap_ip, networkFile };
+  } catch (err) {
+    log.warning('network section unreadable; checking the default AP address', { error: errText(err) });
+    return { iface: 'wlan0', apIp: '10.0.0.1', networkFile };
   }
 }
 
@@ -29,24 +50,74 @@ async function run(settings: Settings): Promise<void> {
   const systemd = new SystemdManager(bus);
   await systemd.start();
   const restarter = new UnitRestarter(systemd, settings.restartTimeoutMs);
+  let expectation = await readExpectation(settings);
   const monitor = new HealthMonitor({
     bus,
     systemd,
     restarter,
-    settings,
-    expectation: () => ({ iface: 'wlan0', apIp: '10.0.0.1', poolOffset: 10, poolSize: 40 }),
+    pollMs: settings.pollMs,
+    recovery: {
+      fastRetries: settings.fastRetries,
+      fastRetryIntervalMs: settings.fastRetryMs,
+      slowRetryIntervalMs: settings.slowRetryMs,
+      activatingTimeoutMs: settings.activatingTimeoutMs,
+      healthyResetMs: settings.healthyResetMs,
+      degradedGraceMs: settings.degradedGraceMs,
+      resetOnRecovery: settings.resetOnRecovery,
+    },
+    expectation: () => expectation,
   });
-  const daemon = new Daemon({ version, monitor, restarter, authorizer: new Authorizer(bus) });
+  const applier = new ConfigApplier({
+    paths: settings,
+    // Runs inside the apply's hold on the unit (withUnitLock), so it talks to systemd directly.
+    restartUnit: async (unit) => {
+      const result = await systemd.restart(unit, settings.restartTimeoutMs);
+      if (result !== 'done') throw new Error(`${unit} restart job ${result}`);
+    },
+    withUnitLock: (unit, fn) => restarter.hold(unit, 'apply', fn),
+    setAdapter: (props) => setAdapter(bus, props),
+    getTimezone: () => getTimezone(bus),
+    setTimezone: (tz) => setTimezone(bus, tz),
+  });
+  const removed = await applier.cleanup();
+  if (removed > 0)
+    log.notice(`removed ${removed} temporary file(s) left by an interrupted write`, { count: removed });
+  const daemon = new Daemon({
+    version,
+    monitor,
+    restarter,
+    authorizer: new Authorizer(bus),
+    applier: {
+      apply: async (section) => {
+        const result = await applier.apply(section);
+        if (section === 'network' || section === 'wifi') expectation = await readExpectation(settings);
+        return result;
+      },
+      summary: () => applier.appliedSummary(),
+    },
+  });
   const face = new System1Export(bus, daemon, version, settings.interfaceXml);
   face.export();
   daemon.on('healthChanged', (h) => face.healthChanged(h));
 
   await monitor.start();
 
+  let socket: SocketServer | undefined;
+  if (settings.socketEnabled) {
+    const fds = listenFdsFromEnv();
+    socket = new SocketServer(daemon, {
+      path: settings.socket,
+      groupFile: settings.groupFile,
+      ...(fds[0] !== undefined ? { listenFd: fds[0] } : {}),
+    });
+    await socket.start();
+  }
+
   const reply = await bus.raw.requestName(BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE);
   if (reply !== dbus.RequestNameReply.PRIMARY_OWNER && reply !== dbus.RequestNameReply.ALREADY_OWNER) {
     log.err(`${BUS_NAME} is owned by another process`, { error_code: 'NameTaken' });
     monitor.stop();
+    await socket?.close().catch(() => undefined);
     bus.close();
     process.exitCode = 1;
     return;
@@ -61,6 +132,7 @@ async function run(settings: Settings): Promise<void> {
     setTimeout(() => process.exit(0), 900).unref();
     log.info(`stopping on ${signal}`, { signal });
     monitor.stop();
+    await socket?.close().catch(() => undefined);
     try {
       await bus.raw.releaseName(BUS_NAME);
     } catch (err) {

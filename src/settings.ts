@@ -24,6 +24,10 @@ export interface Settings {
   healthyResetMs: number;
   /** Bound on a unit's restart job (RestartUnit → JobRemoved). */
   restartTimeoutMs: number;
+  /** A successful recovery resets the retry counter at once (the contract); off: only 120 s healthy does. */
+  resetOnRecovery: boolean;
+  /** A degraded unit is repaired once it has been degraded this long (a check may lag a start). */
+  degradedGraceMs: number;
   btProfiles: string[];
   socketEnabled: boolean;
 }
@@ -39,7 +43,13 @@ interface Option {
 const OPTIONS: Option[] = [
   { key: 'config', flag: '--config', env: 'OPENAUTO_CONFIG', kind: 'path', help: "the app's config.yaml" },
   { key: 'socket', flag: '--socket', env: 'OPENAUTO_SOCKET', kind: 'path', help: 'legacy NDJSON socket' },
-  { key: 'hostapdConf', flag: '--hostapd-conf', env: 'OPENAUTO_HOSTAPD_CONF', kind: 'path', help: 'hostapd.conf' },
+  {
+    key: 'hostapdConf',
+    flag: '--hostapd-conf',
+    env: 'OPENAUTO_HOSTAPD_CONF',
+    kind: 'path',
+    help: 'hostapd.conf',
+  },
   {
     key: 'networkDir',
     flag: '--network-dir',
@@ -47,7 +57,13 @@ const OPTIONS: Option[] = [
     kind: 'path',
     help: 'directory of the .network file',
   },
-  { key: 'templates', flag: '--templates', env: 'OPENAUTO_TEMPLATES', kind: 'path', help: 'templates directory' },
+  {
+    key: 'templates',
+    flag: '--templates',
+    env: 'OPENAUTO_TEMPLATES',
+    kind: 'path',
+    help: 'templates directory',
+  },
   {
     key: 'interfaceXml',
     flag: '--interface-xml',
@@ -56,11 +72,35 @@ const OPTIONS: Option[] = [
     help: 'org.openauto.System1.xml',
   },
   { key: 'zoneinfo', flag: '--zoneinfo', env: 'OPENAUTO_ZONEINFO', kind: 'path', help: 'IANA zone database' },
-  { key: 'groupFile', flag: '--group-file', env: 'OPENAUTO_GROUP_FILE', kind: 'path', help: 'group database' },
+  {
+    key: 'groupFile',
+    flag: '--group-file',
+    env: 'OPENAUTO_GROUP_FILE',
+    kind: 'path',
+    help: 'group database',
+  },
   { key: 'pollMs', flag: '--poll-ms', env: 'OPENAUTO_POLL_MS', kind: 'ms', help: 'safety-net poll interval' },
-  { key: 'fastRetries', flag: '--fast-retries', env: 'OPENAUTO_FAST_RETRIES', kind: 'count', help: 'fast retries' },
-  { key: 'fastRetryMs', flag: '--fast-retry-ms', env: 'OPENAUTO_FAST_RETRY_MS', kind: 'ms', help: 'fast retry gap' },
-  { key: 'slowRetryMs', flag: '--slow-retry-ms', env: 'OPENAUTO_SLOW_RETRY_MS', kind: 'ms', help: 'slow retry gap' },
+  {
+    key: 'fastRetries',
+    flag: '--fast-retries',
+    env: 'OPENAUTO_FAST_RETRIES',
+    kind: 'count',
+    help: 'fast retries',
+  },
+  {
+    key: 'fastRetryMs',
+    flag: '--fast-retry-ms',
+    env: 'OPENAUTO_FAST_RETRY_MS',
+    kind: 'ms',
+    help: 'fast retry gap',
+  },
+  {
+    key: 'slowRetryMs',
+    flag: '--slow-retry-ms',
+    env: 'OPENAUTO_SLOW_RETRY_MS',
+    kind: 'ms',
+    help: 'slow retry gap',
+  },
   {
     key: 'activatingTimeoutMs',
     flag: '--activating-timeout-ms',
@@ -81,6 +121,20 @@ const OPTIONS: Option[] = [
     env: 'OPENAUTO_RESTART_TIMEOUT_MS',
     kind: 'ms',
     help: 'bound on one restart job',
+  },
+  {
+    key: 'resetOnRecovery',
+    flag: '--reset-on-recovery',
+    env: 'OPENAUTO_RESET_ON_RECOVERY',
+    kind: 'bool',
+    help: 'a recovery resets the retry counter at once (1/0)',
+  },
+  {
+    key: 'degradedGraceMs',
+    flag: '--degraded-grace-ms',
+    env: 'OPENAUTO_DEGRADED_GRACE_MS',
+    kind: 'ms',
+    help: 'how long a unit may be degraded before it is repaired',
   },
   {
     key: 'btProfiles',
@@ -115,6 +169,8 @@ export function defaults(): Settings {
     activatingTimeoutMs: 30_000,
     healthyResetMs: 120_000,
     restartTimeoutMs: 5000,
+    resetOnRecovery: true,
+    degradedGraceMs: 5000,
     btProfiles: ['aa', 'hfp-ag', 'hsp-hs'],
     socketEnabled: true,
   };

@@ -39,6 +39,8 @@ export interface CallSpec {
 
 export interface SignalFilter {
   path?: string;
+  /** Matches this path and everything below it. */
+  pathNamespace?: string;
   interface: string;
   member: string;
   sender?: string;
@@ -71,6 +73,12 @@ export class Bus {
       for (const { filter, handler } of this.signalHandlers) {
         if (filter.member !== msg.member || filter.interface !== msg.interface) continue;
         if (filter.path !== undefined && filter.path !== msg.path) continue;
+        if (
+          filter.pathNamespace !== undefined &&
+          msg.path !== filter.pathNamespace &&
+          !msg.path.startsWith(`${filter.pathNamespace}/`)
+        )
+          continue;
         if (filter.sender !== undefined && filter.sender !== msg.sender) continue;
         try {
           handler(msg);
@@ -85,7 +93,10 @@ export class Bus {
   static async connect(timeoutMs = CALL_TIMEOUT_MS): Promise<Bus> {
     const raw = dbus.systemBus({ negotiateUnixFd: true });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new CallTimeoutError('connecting to the system bus', timeoutMs)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new CallTimeoutError('connecting to the system bus', timeoutMs)),
+        timeoutMs,
+      );
       raw.once('connect', () => {
         clearTimeout(timer);
         resolve();
@@ -209,7 +220,8 @@ export class Bus {
       });
       return String(reply.body[0]);
     } catch (err) {
-      if (err instanceof dbus.DBusError && err.type === 'org.freedesktop.DBus.Error.NameHasNoOwner') return undefined;
+      if (err instanceof dbus.DBusError && err.type === 'org.freedesktop.DBus.Error.NameHasNoOwner')
+        return undefined;
       throw err;
     }
   }
@@ -239,6 +251,9 @@ export class Bus {
     for (const h of this.closeHandlers) h();
   }
 }
+
+/** Header flag: do not bus-activate the destination (a health check must not start what it checks). */
+export const NO_AUTO_START = 0x2;
 
 /** The D-Bus header flag a caller sets when it is willing to wait for interactive authorization. */
 export const ALLOW_INTERACTIVE_AUTHORIZATION = 0x4;

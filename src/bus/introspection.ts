@@ -39,7 +39,9 @@ function args(body: string, direction?: 'in' | 'out'): string {
 /** Parses one <interface> out of an introspection document; our own file, so a small parser is enough. */
 export function parseInterface(xml: string, name: string): InterfaceSpec {
   const clean = xml.replace(/<!--[\s\S]*?-->/g, '');
-  const ifaceRe = new RegExp(`<interface\\s+name="${name.replace(/\./g, '\\.')}"\\s*>([\\s\\S]*?)</interface>`);
+  const ifaceRe = new RegExp(
+    `<interface\\s+name="${name.replace(/\./g, '\\.')}"\\s*>([\\s\\S]*?)</interface>`,
+  );
   const body = ifaceRe.exec(clean)?.[1];
   if (body === undefined) throw new Error(`interface ${name} not found`);
   const spec: InterfaceSpec = { name, methods: [], properties: [], signals: [] };
@@ -49,7 +51,11 @@ export function parseInterface(xml: string, name: string): InterfaceSpec {
     const memberName = attr(head, 'name');
     if (!memberName) continue;
     if (kind === 'method') {
-      spec.methods.push({ name: memberName, inSignature: args(inner, 'in'), outSignature: args(inner, 'out') });
+      spec.methods.push({
+        name: memberName,
+        inSignature: args(inner, 'in'),
+        outSignature: args(inner, 'out'),
+      });
     } else if (kind === 'signal') {
       spec.signals.push({ name: memberName, signature: args(inner) });
     } else {

@@ -25,7 +25,12 @@ export class Authorizer {
     try {
       uid = await this.bus.unixUser(sender);
     } catch (err) {
-      log.warning('could not identify caller', { sender, action, error: errText(err), error_code: 'AccessDenied' });
+      log.warning('could not identify caller', {
+        sender,
+        action,
+        error: errText(err),
+        error_code: 'AccessDenied',
+      });
       throw new ServiceError('AccessDenied', 'could not identify the caller');
     }
     if (uid === 0) return;
@@ -52,13 +57,22 @@ export class Authorizer {
       authorized = isAuthorized;
       challenge = isChallenge;
     } catch (err) {
-      log.err('polkit check failed', { sender, uid, action, error: errText(err), error_code: 'AccessDenied' });
+      log.err('polkit check failed', {
+        sender,
+        uid,
+        action,
+        error: errText(err),
+        error_code: 'AccessDenied',
+      });
       throw new ServiceError('AccessDenied', 'authorization could not be checked');
     }
     if (authorized) return;
     log.notice('caller not authorized', { sender, uid, action, error_code: 'AccessDenied' });
     if (challenge) {
-      throw new ServiceError('InteractiveAuthorizationRequired', `interactive authorization required for ${action}`);
+      throw new ServiceError(
+        'InteractiveAuthorizationRequired',
+        `interactive authorization required for ${action}`,
+      );
     }
     throw new ServiceError('AccessDenied', `not authorized for ${action}`);
   }

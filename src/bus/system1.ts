@@ -45,7 +45,8 @@ function dbusCaller(ctx: CallContext): Caller {
 
 function toDBusError(err: unknown, member: string): InstanceType<typeof dbus.DBusError> {
   const se = toServiceError(err);
-  if (se.code === 'Internal') log.err('method failed', { member, error: errText(err), error_code: 'Internal' });
+  if (se.code === 'Internal')
+    log.err('method failed', { member, error: errText(err), error_code: 'Internal' });
   return new dbus.DBusError(DBUS_ERROR_NAMES[se.code], se.message);
 }
 
@@ -77,12 +78,13 @@ export class System1Export {
       const handler = handlers[m.name];
       if (!handler) throw new Error(`no handler for ${INTERFACE}.${m.name} described in the XML`);
       methods[m.name] = { inSignature: m.inSignature, outSignature: m.outSignature };
-      proto[m.name] = function (...args: unknown[]) {
+      proto[m.name] = (...args: unknown[]) => {
         // Read the caller before the first await: the context belongs to this dispatch only.
         const ctx = current;
         try {
           const result = handler(ctx, ...args);
-          if (result instanceof Promise) return result.catch((err: unknown) => Promise.reject(toDBusError(err, m.name)));
+          if (result instanceof Promise)
+            return result.catch((err: unknown) => Promise.reject(toDBusError(err, m.name)));
           return result;
         } catch (err) {
           throw toDBusError(err, m.name);

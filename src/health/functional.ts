@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import dbus from 'dbus-next';
-import type { Bus } from '../bus/connection.js';
+import { type Bus, NO_AUTO_START } from '../bus/connection.js';
 import { errText } from '../log/journal.js';
 
 export interface FunctionalResult {
@@ -15,9 +15,8 @@ export interface FunctionalResult {
 export interface ApExpectation {
   iface: string;
   apIp: string;
-  /** networkd's DHCP pool, as PoolOffset/PoolSize. */
-  poolOffset: number;
-  poolSize: number;
+  /** The .network file networkd must have used for the interface (our rendered one), when known. */
+  networkFile?: string;
 }
 
 export function checkAddress(exp: ApExpectation): FunctionalResult {
@@ -34,46 +33,56 @@ export function checkAddress(exp: ApExpectation): FunctionalResult {
 const NETWORK1 = 'org.freedesktop.network1';
 
 /**
- * Asks networkd whether it configured the link: its administrative state must be 'configured' and its
- * description must show the DHCP server with our pool. systemd 252 exposes Link.Describe() (JSON) on the bus.
+ * Asks networkd whether it configured the link from our file and runs the DHCP server there. systemd 252's
+ * DescribeLink JSON carries AdministrativeState and NetworkFile but not the DHCP pool; the link object has an
+ * org.freedesktop.network1.DHCPServer interface only while the server runs, so reading its Leases proves it.
+ * The pool itself is what our own rendered file says (NetworkFile must be that file).
  */
 export async function checkNetworkd(bus: Bus, exp: ApExpectation): Promise<FunctionalResult> {
   const addr = checkAddress(exp);
   if (!addr.ok) return addr;
+  const index = readIfindex(exp.iface);
+  if (index === undefined) return { ok: false, detail: `${exp.iface} does not exist` };
+  const manager = {
+    destination: NETWORK1,
+    path: '/org/freedesktop/network1',
+    interface: `${NETWORK1}.Manager`,
+  };
   let json: Record<string, unknown>;
+  let linkPath: string;
   try {
-    const reply = await bus.call({
-      destination: NETWORK1,
-      path: '/org/freedesktop/network1',
-      interface: `${NETWORK1}.Manager`,
-      member: 'DescribeLink',
-      signature: 'i',
-      body: [ifindex(exp.iface)],
-    });
+    const link = await bus.call({ ...manager, member: 'GetLinkByIndex', signature: 'i', body: [index] });
+    linkPath = String(link.body[1]);
+    const reply = await bus.call({ ...manager, member: 'DescribeLink', signature: 'i', body: [index] });
     json = JSON.parse(String(reply.body[0])) as Record<string, unknown>;
   } catch (err) {
     return { ok: false, detail: `networkd did not describe ${exp.iface}: ${errText(err)}` };
   }
   const state = String(json.AdministrativeState ?? 'unknown');
   if (state !== 'configured') return { ok: false, detail: `networkd reports ${exp.iface} ${state}` };
-  const server = json.DHCPServer as { PoolOffset?: number; PoolSize?: number } | undefined;
-  if (!server) return { ok: false, detail: `networkd runs no DHCP server on ${exp.iface}` };
-  if (server.PoolOffset !== exp.poolOffset || server.PoolSize !== exp.poolSize) {
+  if (exp.networkFile !== undefined && json.NetworkFile !== exp.networkFile) {
     return {
       ok: false,
-      detail: `DHCP pool is offset ${server.PoolOffset} size ${server.PoolSize}, expected ${exp.poolOffset}/${exp.poolSize}`,
+      detail: `networkd configured ${exp.iface} from another file than ${exp.networkFile}`,
     };
   }
-  return { ok: true, detail: `${exp.iface} configured with ${exp.apIp} and DHCP pool ${exp.poolOffset}+${exp.poolSize}` };
+  try {
+    await bus.call({
+      destination: NETWORK1,
+      path: linkPath,
+      interface: 'org.freedesktop.DBus.Properties',
+      flags: NO_AUTO_START,
+      member: 'Get',
+      signature: 'ss',
+      body: [`${NETWORK1}.DHCPServer`, 'Leases'],
+    });
+  } catch {
+    return { ok: false, detail: `networkd runs no DHCP server on ${exp.iface}` };
+  }
+  return { ok: true, detail: `${exp.iface} configured by networkd with ${exp.apIp} and its DHCP server` };
 }
 
-/** The kernel's index of an interface, read from sysfs (no netlink in Node). */
-function ifindex(name: string): number {
-  const idx = readIfindex(name);
-  if (idx === undefined) throw new Error(`${name} has no ifindex`);
-  return idx;
-}
-
+/** The kernel's index of an interface, from sysfs (Node has no netlink API). */
 function readIfindex(name: string): number | undefined {
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) return undefined;
   try {
@@ -92,13 +101,16 @@ export async function checkAdapter(bus: Bus, adapter = 'hci0'): Promise<Function
       destination: BLUEZ,
       path: `/org/bluez/${adapter}`,
       interface: 'org.freedesktop.DBus.Properties',
+      flags: NO_AUTO_START,
       member: 'Get',
       signature: 'ss',
       body: ['org.bluez.Adapter1', 'Powered'],
     });
     const v = reply.body[0];
     const powered = v instanceof dbus.Variant ? v.value === true : v === true;
-    return powered ? { ok: true, detail: `${adapter} is powered` } : { ok: false, detail: `${adapter} is not powered` };
+    return powered
+      ? { ok: true, detail: `${adapter} is powered` }
+      : { ok: false, detail: `${adapter} is not powered` };
   } catch (err) {
     if (err instanceof dbus.DBusError && /UnknownObject|UnknownMethod|UnknownInterface/.test(err.type)) {
       return { ok: false, detail: `${adapter} does not exist` };

@@ -1,133 +1,179 @@
-// The I/O side of health: feeds systemd's unit signals, a safety-net poll and the functional checks into
-// classification, keeps the health map, and emits 'healthChanged' only when a state really changes.
+// The I/O side of health: feeds systemd's unit signals, a safety-net poll and the functional checks into one
+// RecoveryTracker per service (the pure rules live there), runs the repairs it asks for through the
+// UnitRestarter, keeps the health map, and emits 'healthChanged' only when a state really changes.
 import { EventEmitter } from 'node:events';
 import type { Bus } from '../bus/connection.js';
 import { errText, log } from '../log/journal.js';
 import type { Json } from '../service.js';
 import type { SystemdManager, UnitState } from '../systemd/manager.js';
 import type { UnitRestarter } from '../systemd/restarts.js';
-import { type ApExpectation, checkAdapter, checkAddress, checkNetworkd, type FunctionalResult } from './functional.js';
+import type { UnitObservation } from './classify.js';
 import {
-  type HealthMap,
-  type HealthState,
-  initialHealth,
-  SERVICE_NAMES,
-  SERVICES,
-  type ServiceName,
-  sameHealth,
-} from './states.js';
-
-export interface MonitorSettings {
-  pollMs: number;
-  activatingTimeoutMs: number;
-}
+  type ApExpectation,
+  checkAdapter,
+  checkAddress,
+  checkNetworkd,
+  type FunctionalResult,
+  powerOnAdapter,
+} from './functional.js';
+import { DEFAULT_RECOVERY_SETTINGS, type RecoverySettings, RecoveryTracker, type Step } from './recovery.js';
+import { type HealthMap, initialHealth, SERVICE_NAMES, SERVICES, type ServiceName } from './states.js';
 
 export interface MonitorDeps {
   bus: Bus;
   systemd: SystemdManager;
   restarter: UnitRestarter;
-  settings: MonitorSettings;
-  /** What the AP should look like, from the applied config (re-read on each check). */
+  pollMs: number;
+  recovery: Partial<RecoverySettings>;
+  /** What the AP should look like, from the applied config (read on each check). */
   expectation: () => ApExpectation;
-  /** Wall clock (ms) for display; monotonic time comes from process.hrtime. */
-  now?: () => number;
 }
 
-interface Record_ {
-  unit?: UnitState;
+/** CLOCK_MONOTONIC in ms: the clock of systemd's *TimestampMonotonic, immune to the Pi setting its time. */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint() / 1_000_000n);
+}
+
+interface Watched {
+  readonly service: ServiceName;
+  readonly unit: string;
+  readonly tracker: RecoveryTracker;
   functional?: FunctionalResult;
-  state: HealthState;
-  lastChangeAt?: number;
+  timer?: NodeJS.Timeout;
   checking: boolean;
   dirty: boolean;
 }
 
-/** CLOCK_MONOTONIC in microseconds, the clock of systemd's *TimestampMonotonic properties. */
-export function monotonicUs(): bigint {
-  return process.hrtime.bigint() / 1000n;
+export function observation(unit: UnitState, functional: FunctionalResult | undefined): UnitObservation {
+  return {
+    loadState: unit.loadState,
+    activeState: unit.activeState,
+    subState: unit.subState,
+    ...(unit.inactiveExitMonotonicUs > 0n
+      ? { activatingSinceMs: Number(unit.inactiveExitMonotonicUs / 1000n) }
+      : {}),
+    jobQueued: unit.jobPath !== '/' && unit.jobPath !== '',
+    ...(functional ? { functional } : {}),
+  };
 }
 
-/** From systemd's unit state and the functional result to one of the contract's health states. */
-export function classifyUnit(
-  unit: UnitState | undefined,
-  functional: FunctionalResult | undefined,
-  nowUs: bigint,
-  activatingTimeoutMs: number,
-): HealthState {
-  if (!unit) return 'unknown';
-  if (unit.loadState === 'not-found' || unit.loadState === 'masked') return 'missing';
-  switch (unit.activeState) {
-    case 'active':
-    case 'reloading':
-      if (functional && !functional.ok) return 'degraded';
-      return 'active';
-    case 'activating': {
-      const since = unit.inactiveExitMonotonicUs;
-      if (since > 0n && nowUs - since > BigInt(activatingTimeoutMs) * 1000n) return 'failed';
-      return 'activating';
-    }
-    case 'failed':
-      return 'failed';
-    case 'deactivating':
-    case 'inactive':
-      return 'inactive';
-    default:
-      return 'unknown';
-  }
+/**
+ * hostapd's functional check fails when wlan0 lacks the AP address, which is networkd's to repair: hostapd
+ * waits twice as long before its own repair, so networkd's restart (and the address) comes first.
+ */
+function trackerSettings(service: ServiceName, base: Partial<RecoverySettings>): Partial<RecoverySettings> {
+  if (service !== 'hostapd') return base;
+  const grace = base.degradedGraceMs ?? DEFAULT_RECOVERY_SETTINGS.degradedGraceMs;
+  return { ...base, degradedGraceMs: grace * 2 };
 }
 
 export class HealthMonitor extends EventEmitter {
-  private readonly records = new Map<ServiceName, Record_>();
+  private readonly watched = new Map<ServiceName, Watched>();
   private current: HealthMap = initialHealth();
   private pollTimer: NodeJS.Timeout | undefined;
   private stopped = false;
-  private readonly now: () => number;
 
   constructor(private readonly deps: MonitorDeps) {
     super();
-    this.now = deps.now ?? Date.now;
-    for (const s of SERVICE_NAMES) this.records.set(s, { state: 'unknown', checking: false, dirty: false });
+    for (const service of SERVICE_NAMES) {
+      this.watched.set(service, {
+        service,
+        unit: SERVICES[service].unit,
+        tracker: new RecoveryTracker(service, trackerSettings(service, deps.recovery)),
+        checking: false,
+        dirty: false,
+      });
+    }
+    // A caller's restart or a config apply holds the unit: the tracker must keep its hands off meanwhile.
+    deps.restarter.onHold((unit, origin, phase) => {
+      if (origin === 'monitor') return;
+      const w = [...this.watched.values()].find((x) => x.unit === unit);
+      if (!w) return;
+      const now = monotonicMs();
+      this.handle(w, phase === 'start' ? w.tracker.externalStarted(now) : w.tracker.externalFinished(now));
+      if (phase === 'end') this.poke(w.service);
+    });
   }
 
   /** Loads the units, reads everything once (the first full health check), then watches. */
   async start(): Promise<void> {
     const { systemd } = this.deps;
     systemd.onUnitChanged((unit) => {
-      const service = SERVICE_NAMES.find((s) => SERVICES[s].unit === unit);
-      if (service) this.poke(service);
+      const w = [...this.watched.values()].find((x) => x.unit === unit);
+      if (w) this.poke(w.service);
     });
+    await this.watchFunctionalSignals();
     await Promise.all(SERVICE_NAMES.map((s) => this.refreshUnit(s)));
     await Promise.all(SERVICE_NAMES.map((s) => this.evaluate(s)));
     this.schedulePoll();
   }
 
+  /**
+   * networkd's link properties (address and administrative state) and BlueZ's adapter properties change
+   * without the units changing: re-check at once instead of waiting for the safety-net poll.
+   */
+  private async watchFunctionalSignals(): Promise<void> {
+    const { bus } = this.deps;
+    const props = 'org.freedesktop.DBus.Properties';
+    await bus.addMatch(
+      `type='signal',sender='org.freedesktop.network1',interface='${props}',member='PropertiesChanged',path_namespace='/org/freedesktop/network1/link'`,
+    );
+    bus.onSignal(
+      { interface: props, member: 'PropertiesChanged', pathNamespace: '/org/freedesktop/network1/link' },
+      () => {
+        this.poke('hostapd');
+        this.poke('networkd');
+      },
+    );
+    await bus.addMatch(
+      `type='signal',sender='org.bluez',interface='${props}',member='PropertiesChanged',path_namespace='/org/bluez'`,
+    );
+    bus.onSignal({ interface: props, member: 'PropertiesChanged', pathNamespace: '/org/bluez' }, (msg) => {
+      if (msg.body[0] === 'org.bluez.Adapter1') this.poke('bluetooth');
+    });
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.pollTimer) clearTimeout(this.pollTimer);
+    for (const w of this.watched.values()) if (w.timer) clearTimeout(w.timer);
   }
 
   health(): HealthMap {
     return { ...this.current };
   }
 
+  /** Per service: unit state, functional result, retries, recovery mode, next attempt and last change. */
   status(): { [key: string]: Json } {
+    const mono = monotonicMs();
+    const wall = Date.now();
+    // Tracker times are monotonic; show them as wall-clock ISO times.
+    const iso = (t: number | undefined): Json =>
+      t === undefined ? null : new Date(wall - (mono - t)).toISOString();
     const out: { [key: string]: Json } = {};
-    for (const s of SERVICE_NAMES) {
-      const r = this.records.get(s) as Record_;
-      out[s] = {
-        unit: SERVICES[s].unit,
-        state: r.state,
-        active_state: r.unit?.activeState ?? 'unknown',
-        sub_state: r.unit?.subState ?? 'unknown',
-        functional_ok: r.functional?.ok ?? null,
-        functional_detail: r.functional?.detail ?? 'not checked',
-        last_change: r.lastChangeAt ?? null,
+    for (const w of this.watched.values()) {
+      const unit = this.deps.systemd.state(w.unit);
+      const st = w.tracker.status();
+      out[w.service] = {
+        unit: w.unit,
+        state: st.state,
+        active_state: unit?.activeState ?? 'unknown',
+        sub_state: unit?.subState ?? 'unknown',
+        functional_ok: w.functional?.ok ?? null,
+        functional_detail: w.functional?.detail ?? 'not checked (unit not active)',
+        retries: st.retries,
+        recovery_mode: st.mode,
+        next_attempt: iso(st.nextAttemptAt),
+        last_change: iso(st.lastChangeAt),
+        last_action: st.lastAction ?? null,
+        last_action_at: iso(st.lastActionAt),
+        waiting_for: st.waitingFor ?? null,
       };
     }
     return out;
   }
 
-  /** Re-evaluates a service soon (coalesced): after a unit signal, a restart, a networkd or BlueZ change. */
+  /** Re-evaluates a service (coalesced): after a unit signal, a restart, a networkd or BlueZ change. */
   poke(service: ServiceName): void {
     if (this.stopped) return;
     void this.evaluate(service);
@@ -142,7 +188,7 @@ export class HealthMonitor extends EventEmitter {
           await this.evaluate(s);
         }),
       ).finally(() => this.schedulePoll());
-    }, this.deps.settings.pollMs);
+    }, this.deps.pollMs);
     this.pollTimer.unref();
   }
 
@@ -151,66 +197,91 @@ export class HealthMonitor extends EventEmitter {
     try {
       await this.deps.systemd.refresh(unit);
     } catch (err) {
-      // A hung or failing systemd call counts as a failed check, not a hang.
+      // A hung or failing systemd call is logged and the state stays what the signals last said; the
+      // next poll tries again (bounded, so it never hangs the monitor).
       log.warning('reading unit state failed', { service, unit, error: errText(err) });
-      const r = this.records.get(service) as Record_;
-      r.unit = undefined;
     }
   }
 
-  private async functional(service: ServiceName, unit: UnitState | undefined): Promise<FunctionalResult | undefined> {
-    if (!unit || (unit.activeState !== 'active' && unit.activeState !== 'reloading')) return undefined;
+  private async functional(w: Watched, unit: UnitState): Promise<FunctionalResult | undefined> {
+    if (unit.activeState !== 'active' && unit.activeState !== 'reloading') return undefined;
     const exp = this.deps.expectation();
-    switch (service) {
-      case 'hostapd':
-        return checkAddress(exp);
-      case 'networkd':
-        return checkNetworkd(this.deps.bus, exp);
-      case 'bluetooth':
-        return checkAdapter(this.deps.bus);
+    try {
+      switch (w.service) {
+        case 'hostapd':
+          return checkAddress(exp);
+        case 'networkd':
+          return await checkNetworkd(this.deps.bus, exp);
+        case 'bluetooth':
+          return await checkAdapter(this.deps.bus);
+      }
+    } catch (err) {
+      return { ok: false, detail: `check failed: ${errText(err)}` };
     }
   }
 
   /** One evaluation at a time per service; a request during one makes it run once more afterwards. */
   private async evaluate(service: ServiceName): Promise<void> {
-    const r = this.records.get(service) as Record_;
-    if (r.checking) {
-      r.dirty = true;
+    const w = this.watched.get(service) as Watched;
+    if (w.checking) {
+      w.dirty = true;
       return;
     }
-    r.checking = true;
+    w.checking = true;
     try {
       do {
-        r.dirty = false;
-        const unit = this.deps.systemd.state(SERVICES[service].unit);
-        r.unit = unit;
-        r.functional = await this.functional(service, unit);
-        const state = classifyUnit(unit, r.functional, monotonicUs(), this.deps.settings.activatingTimeoutMs);
-        this.setState(service, state, r);
-      } while (r.dirty && !this.stopped);
+        w.dirty = false;
+        const unit = this.deps.systemd.state(w.unit);
+        if (!unit) break;
+        w.functional = await this.functional(w, unit);
+        // The unit may have changed while the functional check ran: observe the latest state.
+        const latest = this.deps.systemd.state(w.unit) ?? unit;
+        this.handle(w, w.tracker.observe(monotonicMs(), observation(latest, w.functional)));
+      } while (w.dirty && !this.stopped);
     } catch (err) {
       log.err('health evaluation failed', { service, error: errText(err) });
     } finally {
-      r.checking = false;
+      w.checking = false;
     }
   }
 
-  private setState(service: ServiceName, state: HealthState, r: Record_): void {
-    if (r.state === state) return;
-    const previous = r.state;
-    r.state = state;
-    r.lastChangeAt = this.now();
-    const next = { ...this.current, [service]: state };
-    log.notice(`${service} is ${state}`, {
-      service,
-      unit: SERVICES[service].unit,
-      state,
-      previous_state: previous,
-      detail: r.functional?.detail,
-    });
-    if (!sameHealth(next, this.current)) {
-      this.current = next;
+  /** Carries out one Step of the tracker: notes, state change, the single timer, and the action. */
+  private handle(w: Watched, step: Step): void {
+    for (const n of step.notes) log[n.level](n.message, n.fields);
+    if (step.stateChanged && this.current[w.service] !== step.state) {
+      this.current = { ...this.current, [w.service]: step.state };
       this.emit('healthChanged', this.health());
     }
+    if (w.timer) clearTimeout(w.timer);
+    w.timer = undefined;
+    if (step.nextWakeAt !== undefined && !this.stopped) {
+      const delay = Math.max(0, Math.ceil(step.nextWakeAt - monotonicMs()));
+      w.timer = setTimeout(() => {
+        w.timer = undefined;
+        this.handle(w, w.tracker.tick(monotonicMs()));
+      }, delay);
+    }
+    if (step.action && !this.stopped) void this.act(w, step.action.kind);
+  }
+
+  private async act(w: Watched, kind: 'restart' | 'power-on-adapter'): Promise<void> {
+    let ok = false;
+    let detail: string | undefined;
+    try {
+      if (kind === 'power-on-adapter') {
+        await powerOnAdapter(this.deps.bus);
+        ok = true;
+      } else {
+        const result = await this.deps.restarter.restart(w.unit, 'monitor');
+        ok = result === 'done';
+        if (!ok) detail = `job ${result}`;
+      }
+    } catch (err) {
+      detail = errText(err);
+    }
+    this.handle(w, w.tracker.actionFinished(monotonicMs(), ok, detail));
+    // Observe the unit as it is now (its properties may have settled before our job's result arrived).
+    await this.refreshUnit(w.service);
+    this.poke(w.service);
   }
 }

@@ -156,6 +156,8 @@ export class RecoveryTracker {
   private lastAttemptAt: number | undefined;
   private lastKind: RepairKind | undefined;
   private inFlight = false;
+  /** The action in flight, as first announced (a counter reset meanwhile must not rename it). */
+  private inFlightAction: { kind: RepairKind; attempt: number } | undefined;
   private external = 0;
   private awaitingObservation = false;
   private mode: RecoveryMode = 'none';
@@ -192,7 +194,9 @@ export class RecoveryTracker {
     if (this.inFlight) {
       this.inFlight = false;
       this.afterInterruption();
-      const what = `${this.lastKind} (attempt ${this.attempts})`;
+      const done = this.inFlightAction ?? { kind: this.lastKind ?? 'restart', attempt: this.attempts };
+      this.inFlightAction = undefined;
+      const what = `${done.kind} (attempt ${done.attempt})`;
       this.lastAction = `${what}: ${ok ? 'done' : 'failed'}${detail ? `: ${detail}` : ''}`;
       notes.push({
         level: ok ? 'info' : 'warning',
@@ -200,8 +204,8 @@ export class RecoveryTracker {
           ? `${this.unit}: ${what} finished`
           : `${this.unit}: ${what} failed${detail ? `: ${detail}` : ''}`,
         fields: this.fields({
-          ACTION: this.lastKind,
-          ATTEMPT: this.attempts,
+          ACTION: done.kind,
+          ATTEMPT: done.attempt,
           RESULT: ok ? 'done' : 'failed',
           DETAIL: detail,
         }),
@@ -377,6 +381,7 @@ export class RecoveryTracker {
     this.lastKind = kind;
     this.inFlight = true;
     const n = this.attempts;
+    this.inFlightAction = { kind, attempt: n };
     this.lastAction = `${kind} (attempt ${n})`;
     this.lastActionAt = t;
     const fast = this.settings.fastRetries;

@@ -2,8 +2,8 @@
 // to their property changes, read their state, and restart them while waiting for the job's result.
 // Never `systemctl`: no child processes, and the answer is systemd's own.
 import dbus from 'dbus-next';
-import { errText, log } from '../log/journal.js';
 import { type Bus, CALL_TIMEOUT_MS, type DBusMessage } from './../bus/connection.js';
+import { errText, log } from '../log/journal.js';
 
 const SYSTEMD = 'org.freedesktop.systemd1';
 const MANAGER_PATH = '/org/freedesktop/systemd1';
@@ -54,7 +54,9 @@ export function parseUnitProps(props: Record<string, unknown>, prev?: UnitState)
         ? toBig(get('ActiveEnterTimestampMonotonic'))
         : (prev?.activeEnterMonotonicUs ?? 0n),
     stateChangeRealtimeUs:
-      'StateChangeTimestamp' in props ? toBig(get('StateChangeTimestamp')) : (prev?.stateChangeRealtimeUs ?? 0n),
+      'StateChangeTimestamp' in props
+        ? toBig(get('StateChangeTimestamp'))
+        : (prev?.stateChangeRealtimeUs ?? 0n),
     // Job is (uo): [id, path].
     jobPath: Array.isArray(job) ? String(job[1]) : (prev?.jobPath ?? '/'),
   };
@@ -76,13 +78,18 @@ export class SystemdManager {
 
   /** Subscribes to systemd's signals; without Subscribe() systemd sends no PropertiesChanged for units. */
   async start(): Promise<void> {
+    // Anyone may send a unicast signal to our unique name; only systemd's own count (it never changes owner).
+    const owner = await this.bus.nameOwner(SYSTEMD);
+    if (!owner) throw new Error('systemd is not on the bus');
     await this.bus.addMatch(
       `type='signal',sender='${SYSTEMD}',path='${MANAGER_PATH}',interface='${MANAGER_IFACE}',member='JobRemoved'`,
     );
     this.bus.onSignal({ interface: MANAGER_IFACE, member: 'JobRemoved', path: MANAGER_PATH }, (msg) =>
       this.onJobRemoved(msg),
     );
-    this.bus.onSignal({ interface: PROPS_IFACE, member: 'PropertiesChanged' }, (msg) => this.onPropertiesChanged(msg));
+    this.bus.onSignal({ interface: PROPS_IFACE, member: 'PropertiesChanged' }, (msg) =>
+      this.onPropertiesChanged(msg),
+    );
     await this.managerCall('Subscribe', '', []).catch((err) => {
       // Already subscribed on this connection is fine; anything else is worth knowing.
       if (!(err instanceof dbus.DBusError && /already/i.test(err.text))) throw err;

@@ -8,16 +8,23 @@ import type { JobResult, SystemdManager } from './manager.js';
 const MAX_WAITING = 4;
 
 export type RestartOrigin = 'caller' | 'apply' | 'monitor';
+export type HoldListener = (unit: string, origin: RestartOrigin, phase: 'start' | 'end') => void;
 
 export class UnitRestarter {
   private readonly tails = new Map<string, Promise<unknown>>();
   private readonly depth = new Map<string, number>();
   private readonly holders = new Map<string, RestartOrigin>();
+  private readonly holdListeners = new Set<HoldListener>();
 
   constructor(
     private readonly systemd: SystemdManager,
     private readonly timeoutMs: number,
   ) {}
+
+  /** Told when anyone asks for a unit ('start', before waiting its turn) and when they are done ('end'). */
+  onHold(listener: HoldListener): void {
+    this.holdListeners.add(listener);
+  }
 
   /** Who holds the unit now (a restart or an apply in progress), if anyone. */
   holder(unit: string): RestartOrigin | undefined {
@@ -37,6 +44,7 @@ export class UnitRestarter {
     const waiting = this.depth.get(unit) ?? 0;
     if (waiting > MAX_WAITING) throw new ServiceError('Busy', `too many restarts of ${unit} are waiting`);
     this.depth.set(unit, waiting + 1);
+    this.tell(unit, origin, 'start');
     const prev = this.tails.get(unit) ?? Promise.resolve();
     const run = prev.then(
       () => this.turn(unit, origin, fn),
@@ -52,7 +60,12 @@ export class UnitRestarter {
         this.depth.delete(unit);
         if (this.tails.get(unit) === tail) this.tails.delete(unit);
       } else this.depth.set(unit, left);
+      this.tell(unit, origin, 'end');
     }
+  }
+
+  private tell(unit: string, origin: RestartOrigin, phase: 'start' | 'end'): void {
+    for (const l of this.holdListeners) l(unit, origin, phase);
   }
 
   private async turn<T>(unit: string, origin: RestartOrigin, fn: () => Promise<T>): Promise<T> {
