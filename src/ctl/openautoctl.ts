@@ -86,7 +86,10 @@ async function main(argv: string[]): Promise<number> {
         if (!arg) throw new Error('apply needs a SECTION (wifi, network, bluetooth, time)');
         const [changed, restarted] = (await call('ApplyConfig', 's', [arg])).body as [boolean, string[]];
         if (json) console.log(JSON.stringify({ changed, restarted }));
-        else console.log(changed ? `applied ${arg}; restarted: ${restarted.join(', ') || 'nothing'}` : `${arg}: unchanged`);
+        else
+          console.log(
+            changed ? `applied ${arg}; restarted: ${restarted.join(', ') || 'nothing'}` : `${arg}: unchanged`,
+          );
         return 0;
       }
       case 'restart': {
@@ -101,7 +104,12 @@ async function main(argv: string[]): Promise<number> {
         bus.onSignal({ interface: IFACE, member: 'HealthChanged', path: PATH }, (msg) => {
           const h = plain(msg.body[0]) as Record<string, string>;
           if (json) console.log(JSON.stringify({ time: new Date().toISOString(), health: h }));
-          else console.log(`${new Date().toISOString()} ${Object.entries(h).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+          else
+            console.log(
+              `${new Date().toISOString()} ${Object.entries(h)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(' ')}`,
+            );
         });
         await bus.addMatch(rule);
         if (!json) console.error('watching HealthChanged (Ctrl-C to stop)');
@@ -126,7 +134,12 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    const text = err instanceof dbus.DBusError ? `${err.type}: ${err.text}` : err instanceof Error ? err.message : String(err);
+    const text =
+      err instanceof dbus.DBusError
+        ? `${err.type}: ${err.text}`
+        : err instanceof Error
+          ? err.message
+          : String(err);
     process.stderr.write(`openautoctl: ${text}\n`);
     process.exitCode = 1;
   },

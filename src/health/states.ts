@@ -1,7 +1,15 @@
 // The vocabulary of health shared by the monitor, the D-Bus interface and the socket shim.
 
 /** Health states, exactly as the contract lists them. */
-export const HEALTH_STATES = ['active', 'degraded', 'activating', 'inactive', 'failed', 'missing', 'unknown'] as const;
+export const HEALTH_STATES = [
+  'active',
+  'degraded',
+  'activating',
+  'inactive',
+  'failed',
+  'missing',
+  'unknown',
+] as const;
 export type HealthState = (typeof HEALTH_STATES)[number];
 
 /** The services the daemon watches, by the short name callers use, with the systemd unit behind each. */

@@ -39,7 +39,9 @@ function journaldSink(): Sink | undefined {
   if (!existsSync('/run/systemd/journal/socket')) return undefined;
   try {
     const require = createRequire(import.meta.url);
-    const Journald = require('systemd-journald') as new (defaults: Record<string, string>) => JournaldInstance;
+    const Journald = require('systemd-journald') as new (
+      defaults: Record<string, string>,
+    ) => JournaldInstance;
     const j = new Journald({ syslog_identifier: IDENTIFIER });
     return { write: (level, message, fields) => j[level](message, cleanFields(fields)) };
   } catch {
