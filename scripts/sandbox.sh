@@ -29,6 +29,8 @@
 #   /etc/hostapd/hostapd.conf containing the line "# sandbox-refuse"  -> hostapd.service fails to start
 #   /etc/openauto-sandbox/hostapd.env (shell "K=V" lines):
 #     HOSTAPD_REFUSE=1         fail to start
+#     HOSTAPD_REFUSE_SSID=NAME fail to start while hostapd.conf has the line "ssid=NAME" (refuses one
+#                              rendered config, accepts another: for rollback tests)
 #     HOSTAPD_START_DELAY=N    stay "activating" N seconds before starting
 #     HOSTAPD_EXIT_AFTER=N     run N seconds, then exit 1 (a crash)
 #     HOSTAPD_MODE=sleep       do not run hostapd, just stay up (default: real hostapd, driver=none)
@@ -47,7 +49,7 @@ die() { echo "sandbox: $*" >&2; exit 1; }
 log() { echo "sandbox: $*" >&2; }
 now_ms() { date +%s%3N; }
 
-usage() { sed -n '2,37s/^# \{0,1\}//p' "$SELF"; }
+usage() { sed -n '2,39s/^# \{0,1\}//p' "$SELF"; }
 
 check_name() {
   [[ ${1:-} =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$ ]] || die "bad sandbox name '${1:-}' (letters, digits, . _ -)"
@@ -196,7 +198,7 @@ EOF
 # hostapd stand-in: no cfg80211 here, so run the real hostapd with driver=none (it parses the whole
 # config and stays up), or just stay up. Knobs: /etc/openauto-sandbox/hostapd.env, see sandbox.sh.
 set -u
-HOSTAPD_REFUSE=0 HOSTAPD_START_DELAY=0 HOSTAPD_EXIT_AFTER=0 HOSTAPD_MODE=real
+HOSTAPD_REFUSE=0 HOSTAPD_REFUSE_SSID= HOSTAPD_START_DELAY=0 HOSTAPD_EXIT_AFTER=0 HOSTAPD_MODE=real
 . /etc/openauto-sandbox/hostapd.env
 conf=/etc/hostapd/hostapd.conf
 case ${1:-} in
@@ -205,6 +207,9 @@ case ${1:-} in
     echo "$(date +%s.%N) start" >>/run/openauto-sandbox/hostapd.starts
     [ "$HOSTAPD_START_DELAY" != 0 ] && sleep "$HOSTAPD_START_DELAY"
     if [ "$HOSTAPD_REFUSE" = 1 ]; then echo "refusing to start (HOSTAPD_REFUSE=1)" >&2; exit 1; fi
+    if [ -n "$HOSTAPD_REFUSE_SSID" ] && grep -qxF "ssid=$HOSTAPD_REFUSE_SSID" "$conf" 2>/dev/null; then
+      echo "refusing to start: $conf has ssid=$HOSTAPD_REFUSE_SSID (HOSTAPD_REFUSE_SSID)" >&2; exit 1
+    fi
     if grep -qx '# sandbox-refuse' "$conf" 2>/dev/null; then
       echo "refusing to start: $conf contains '# sandbox-refuse'" >&2; exit 1
     fi
