@@ -2,7 +2,7 @@
 // serves it on a socket so a test can crash, restart or measure the daemon side separately.
 //
 //   node dist/test/unit/helpers/fake-service.js <socket path> ['<SocketServerOptions JSON>']
-// prints nothing; talks over the fork IPC channel: sends {ready:true} once listening; answers
+// prints nothing; talks over the fork IPC channel: sends {ready:true, …} once listening; answers
 // {cmd:'rss'} with {rss} (after a full gc when exposed), {cmd:'health', health} emits healthChanged,
 // {cmd:'close'} closes the server and exits.
 import { EventEmitter } from 'node:events';
@@ -88,8 +88,96 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** A message the child runner sends. */
+export type ChildMessage = {
+  ready?: boolean;
+  pid?: number;
+  listenFds?: number[];
+  envLeft?: string[];
+  rss?: number;
+};
+
+/** The fake service served from a child process (see the header of this file). */
+export class ChildServer {
+  private inbox: ChildMessage[] = [];
+  private waiting: ((m: ChildMessage) => void)[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  ready: ChildMessage = {};
+
+  private constructor(readonly proc: import('node:child_process').ChildProcess) {
+    proc.on('message', (m: ChildMessage) => {
+      const w = this.waiting.shift();
+      if (w) w(m);
+      else this.inbox.push(m);
+    });
+    this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  /** Starts the runner on `path`. With `activationFd`, the runner gets that fd as fd 3 with LISTEN_PID and
+   * LISTEN_FDS set the way systemd does, and must adopt it. */
+  static async start(
+    path: string,
+    options: Record<string, unknown> = {},
+    activationFd?: number,
+  ): Promise<ChildServer> {
+    const { fork, spawn } = await import('node:child_process');
+    const script = fileURLToPath(import.meta.url);
+    const args = [path, JSON.stringify(options)];
+    const proc =
+      activationFd === undefined
+        ? fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] })
+        : spawn(
+            '/bin/sh',
+            [
+              '-c',
+              'LISTEN_PID=$$ LISTEN_FDS=1 FAKE_SERVICE_ACTIVATION=1 exec "$0" "$@"',
+              process.execPath,
+              script,
+              ...args,
+            ],
+            { stdio: ['ignore', 'inherit', 'inherit', activationFd, 'ipc'] },
+          );
+    const child = new ChildServer(proc);
+    const first = await Promise.race([
+      child.next(),
+      child.exited.then((e) => {
+        throw new Error(`fake service child exited early: ${JSON.stringify(e)}`);
+      }),
+    ]);
+    child.ready = first;
+    return child;
+  }
+
+  next(): Promise<ChildMessage> {
+    const m = this.inbox.shift();
+    if (m) return Promise.resolve(m);
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  async ask(msg: { cmd: 'rss' | 'health' | 'close'; health?: HealthMap }): Promise<ChildMessage> {
+    this.proc.send(msg);
+    return this.next();
+  }
+
+  /** Closes the server in the child and waits for it to exit. */
+  async stop(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.send({ cmd: 'close' });
+    await this.exited;
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    this.proc.kill(signal);
+    await this.exited;
+  }
+}
+
 async function runChild(): Promise<void> {
   const { SocketServer } = await import('../../../src/ipc/socket-server.js');
+  const { listenFdsFromEnv } = await import('../../../src/ipc/socket-file.js');
+  // Socket activation: FAKE_SERVICE_ACTIVATION=1 makes the child take fd 3 the way the daemon does.
+  const fds = process.env.FAKE_SERVICE_ACTIVATION === '1' ? listenFdsFromEnv() : [];
+  const envLeft = ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES'].filter((k) => k in process.env);
   const { runInNewContext } = await import('node:vm');
   const v8 = await import('node:v8');
   v8.setFlagsFromString('--expose-gc');
@@ -98,7 +186,12 @@ async function runChild(): Promise<void> {
   if (!path) throw new Error('usage: fake-service.js <socket path> [options JSON]');
   const extra = JSON.parse(process.argv[3] ?? '{}') as Record<string, unknown>;
   const service = new FakeService();
-  const server = new SocketServer(service, { path, group: 'no-such-group-here', ...extra });
+  const server = new SocketServer(service, {
+    path,
+    group: 'no-such-group-here',
+    ...extra,
+    ...(fds[0] !== undefined ? { listenFd: fds[0] } : {}),
+  });
   await server.start();
   const send = (m: unknown) => process.send?.(m);
   process.on('message', async (m: { cmd: string; health?: HealthMap }) => {
@@ -116,7 +209,7 @@ async function runChild(): Promise<void> {
       process.exit(0);
     }
   });
-  send({ ready: true });
+  send({ ready: true, pid: process.pid, listenFds: fds, envLeft });
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
