@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import dbus from 'dbus-next';
 import { setAdapter } from './bluez/adapter.js';
+import { BluezProfiles } from './bluez/profiles.js';
+import { UnixFdGuard } from './bluez/unix-fds.js';
 import { Bus } from './bus/connection.js';
 import { Authorizer } from './bus/polkit.js';
 import { BUS_NAME, System1Export } from './bus/system1.js';
@@ -47,6 +49,8 @@ async function readExpectation(settings: Settings): Promise<ApExpectation> {
 async function run(settings: Settings): Promise<void> {
   const version = packageVersion();
   const bus = await Bus.connect();
+  // Before anything can send us descriptors (BlueZ's NewConnection): see unix-fds.ts.
+  const fds = UnixFdGuard.install(bus);
   const systemd = new SystemdManager(bus);
   await systemd.start();
   const restarter = new UnitRestarter(systemd, settings.restartTimeoutMs);
@@ -82,11 +86,14 @@ async function run(settings: Settings): Promise<void> {
   const removed = await applier.cleanup();
   if (removed > 0)
     log.notice(`removed ${removed} temporary file(s) left by an interrupted write`, { count: removed });
+  const authorizer = new Authorizer(bus);
+  const profiles = new BluezProfiles({ bus, fds, authorizer, enabled: settings.btProfiles });
   const daemon = new Daemon({
     version,
     monitor,
     restarter,
-    authorizer: new Authorizer(bus),
+    authorizer,
+    extraStatus: () => ({ profiles: profiles.status() }),
     applier: {
       apply: async (section) => {
         const result = await applier.apply(section);
@@ -96,8 +103,11 @@ async function run(settings: Settings): Promise<void> {
       summary: () => applier.appliedSummary(),
     },
   });
-  const face = new System1Export(bus, daemon, version, settings.interfaceXml);
+  const face = new System1Export(bus, daemon, version, settings.interfaceXml, profiles);
   face.export();
+  profiles.export();
+  // Registration runs in the background (retried forever): BlueZ being absent never delays readiness.
+  profiles.start();
   daemon.on('healthChanged', (h) => face.healthChanged(h));
 
   await monitor.start();
@@ -117,6 +127,7 @@ async function run(settings: Settings): Promise<void> {
   if (reply !== dbus.RequestNameReply.PRIMARY_OWNER && reply !== dbus.RequestNameReply.ALREADY_OWNER) {
     log.err(`${BUS_NAME} is owned by another process`, { error_code: 'NameTaken' });
     monitor.stop();
+    profiles.stop();
     await socket?.close().catch(() => undefined);
     bus.close();
     process.exitCode = 1;
@@ -132,6 +143,7 @@ async function run(settings: Settings): Promise<void> {
     setTimeout(() => process.exit(0), 900).unref();
     log.info(`stopping on ${signal}`, { signal });
     monitor.stop();
+    profiles.stop();
     await socket?.close().catch(() => undefined);
     try {
       await bus.raw.releaseName(BUS_NAME);

@@ -4,7 +4,8 @@
 // stack, path or file content ever reaches a caller.
 import { readFileSync } from 'node:fs';
 import dbus from 'dbus-next';
-import { DBUS_ERROR_NAMES, toServiceError } from '../errors.js';
+import type { ProfileClaimService } from '../bluez/profiles.js';
+import { DBUS_ERROR_NAMES, ServiceError, toServiceError } from '../errors.js';
 import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
 import type { Caller, SystemService } from '../service.js';
@@ -25,7 +26,11 @@ interface CallContext {
 type Handler = (ctx: CallContext, ...args: unknown[]) => unknown;
 
 /** One entry per method of the XML. */
-function methodHandlers(service: SystemService): Record<string, Handler> {
+function methodHandlers(service: SystemService, profiles?: ProfileClaimService): Record<string, Handler> {
+  const bluez = (): ProfileClaimService => {
+    if (!profiles) throw new ServiceError('InvalidArgs', 'no Bluetooth profiles are managed here');
+    return profiles;
+  };
   return {
     GetHealth: () => service.getHealth(),
     GetStatus: () => toVariantDict(service.getStatus()),
@@ -35,6 +40,12 @@ function methodHandlers(service: SystemService): Record<string, Handler> {
     ApplyConfig: async (ctx, section) => {
       const r = await service.applyConfig(String(section), dbusCaller(ctx));
       return [r.changed, r.restarted];
+    },
+    ClaimProfile: async (ctx, uuid, handler) => {
+      await bluez().claimProfile(String(uuid), String(handler), dbusCaller(ctx));
+    },
+    ReleaseProfile: async (ctx, uuid) => {
+      await bluez().releaseProfile(String(uuid), dbusCaller(ctx));
     },
   };
 }
@@ -59,13 +70,14 @@ export class System1Export {
     private readonly service: SystemService,
     private readonly version: string,
     xmlPath: string,
+    private readonly profiles?: ProfileClaimService,
   ) {
     this.spec = parseInterface(readFileSync(xmlPath, 'utf8'), INTERFACE);
   }
 
   /** Exports the object; call before claiming the bus name. */
   export(): void {
-    const handlers = methodHandlers(this.service);
+    const handlers = methodHandlers(this.service, this.profiles);
     const service = this.service;
     const version = this.version;
     const spec = this.spec;

@@ -1,0 +1,48 @@
+// Who handles each profile's incoming connections: at most one client (a unique bus name and an object
+// path on its connection) per profile. A claim ends when its holder releases it or leaves the bus. Pure
+// bookkeeping; profiles.ts does the bus work.
+
+export interface Claim {
+  /** The claimant's unique bus name (":1.42"). */
+  readonly sender: string;
+  /** The claimant's org.bluez.Profile1 object. */
+  readonly handler: string;
+  readonly since: number;
+}
+
+export type ClaimResult = { ok: true; replaced: boolean } | { ok: false; heldBy: string };
+
+export class ClaimTable<K extends string = string> {
+  private readonly claims = new Map<K, Claim>();
+
+  /** A client claims a profile; the same client claiming again replaces its handler. */
+  claim(profile: K, sender: string, handler: string, now: number): ClaimResult {
+    const current = this.claims.get(profile);
+    if (current && current.sender !== sender) return { ok: false, heldBy: current.sender };
+    this.claims.set(profile, { sender, handler, since: now });
+    return { ok: true, replaced: current !== undefined };
+  }
+
+  /** Releases the profile if `sender` holds it; true when something was released. */
+  release(profile: K, sender: string): boolean {
+    const current = this.claims.get(profile);
+    if (!current || current.sender !== sender) return false;
+    this.claims.delete(profile);
+    return true;
+  }
+
+  /** A client left the bus: every claim it held ends. Returns the profiles released. */
+  senderGone(sender: string): K[] {
+    const released: K[] = [];
+    for (const [profile, claim] of this.claims) {
+      if (claim.sender !== sender) continue;
+      this.claims.delete(profile);
+      released.push(profile);
+    }
+    return released;
+  }
+
+  get(profile: K): Claim | undefined {
+    return this.claims.get(profile);
+  }
+}

@@ -1,0 +1,223 @@
+// The registration of one BlueZ profile as a clock-free state machine: the driver (profiles.ts) feeds it
+// events (org.bluez got a new owner or left, a RegisterProfile call finished, the retry timer fired, BlueZ
+// called Release) with the current time, and does what the returned command says. No I/O here, so the rules
+// are tested with a fake clock.
+//
+// Rules:
+// - A new org.bluez owner means every registration made with the previous owner is gone: register at once.
+//   Replies that belong to an earlier owner (a "generation") are ignored.
+// - A failed registration is retried with bounded backoff (1 s doubling to 30 s), forever, as long as
+//   org.bluez has an owner. A new owner resets the backoff.
+// - org.bluez.Error.AlreadyExists is BlueZ's answer when the same connection already registered the same
+//   object path. It is success only when an earlier call of ours to this same owner may have got through
+//   without us knowing (its reply timed out or never came, or we were registered and BlueZ released us).
+//   Otherwise the owner's registrations cannot be ours (it is a fresh owner, or it refused every call so
+//   far), so it means someone else holds the profile: a conflict.
+// - org.bluez.Error.NotPermitted ("UUID already registered") means another program holds the UUID: a
+//   conflict. Conflicts are reported (status, journal) and retried like any failure, so the profile is
+//   registered as soon as the other program lets go of it.
+
+export interface BackoffSettings {
+  initialMs: number;
+  maxMs: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffSettings = { initialMs: 1000, maxMs: 30_000 };
+
+/** Delay before retry number `failures` (1 = after the first failure): initial, doubling, capped. */
+export function backoffDelay(failures: number, s: BackoffSettings = DEFAULT_BACKOFF): number {
+  if (failures <= 0) return 0;
+  // 2^30 ms is far beyond any sane cap; stop doubling there so the number stays exact.
+  const exp = Math.min(failures - 1, 30);
+  return Math.min(s.maxMs, s.initialMs * 2 ** exp);
+}
+
+export const ERR_ALREADY_EXISTS = 'org.bluez.Error.AlreadyExists';
+export const ERR_NOT_PERMITTED = 'org.bluez.Error.NotPermitted';
+
+/**
+ * How one RegisterProfile call ended: success, or a D-Bus error name. `indeterminate`: no answer came (timeout,
+ * no reply), so BlueZ may or may not have registered us.
+ */
+export type RegisterOutcome =
+  | { ok: true }
+  | { ok: false; name: string; message: string; indeterminate?: boolean };
+
+/** One RegisterProfile call: which owner generation it belongs to and its number with that owner (1-based). */
+export interface Attempt {
+  readonly generation: number;
+  readonly owner: string;
+  readonly number: number;
+}
+
+export type Command =
+  | { kind: 'register'; attempt: Attempt }
+  | { kind: 'wait'; ms: number }
+  | { kind: 'cancel-timer' }
+  | { kind: 'none' };
+
+export type Phase = 'no-bluez' | 'registering' | 'registered' | 'retrying';
+
+/** What happened, for the journal; the driver logs it with the profile's fields. */
+export type Note =
+  | { kind: 'registered'; afterFailures: number; alreadyExisted: boolean }
+  | { kind: 'failed'; name: string; message: string; conflict: boolean; retryInMs: number; repeat: boolean }
+  | { kind: 'lost'; reason: 'owner-changed' | 'owner-gone' | 'released' };
+
+export interface RegistrationView {
+  phase: Phase;
+  registered: boolean;
+  /** The org.bluez unique name we register with (undefined: BlueZ is not on the bus). */
+  owner?: string;
+  /** The last failure said another program holds the profile. */
+  conflict: boolean;
+  lastError?: string;
+  lastErrorAt?: number;
+  /** Consecutive failures since the last success or owner change. */
+  failures: number;
+  nextAttemptAt?: number;
+  registeredAt?: number;
+  /** Successful registrations so far (every re-registration counts). */
+  registrations: number;
+}
+
+export class RegistrationMachine {
+  private generation = 0;
+  private owner: string | undefined;
+  private attemptsWithOwner = 0;
+  /** An earlier call to the current owner may have registered us (see AlreadyExists above). */
+  private maybeOurs = false;
+  private inFlight: Attempt | undefined;
+  private phase: Phase = 'no-bluez';
+  private failures = 0;
+  private conflict = false;
+  private lastError: string | undefined;
+  private lastErrorAt: number | undefined;
+  private lastFailureKey: string | undefined;
+  private nextAttemptAt: number | undefined;
+  private registeredAt: number | undefined;
+  private registrations = 0;
+  private readonly notes: Note[] = [];
+
+  constructor(private readonly backoff: BackoffSettings = DEFAULT_BACKOFF) {}
+
+  /** org.bluez's owner changed (undefined: it left the bus). Our registrations with the old owner are gone. */
+  ownerChanged(owner: string | undefined, _now: number): Command {
+    if (owner === this.owner) return { kind: 'none' };
+    const wasRegistered = this.phase === 'registered';
+    this.generation++;
+    this.owner = owner;
+    this.attemptsWithOwner = 0;
+    this.maybeOurs = false;
+    this.inFlight = undefined;
+    this.failures = 0;
+    this.lastFailureKey = undefined;
+    this.nextAttemptAt = undefined;
+    this.registeredAt = undefined;
+    if (wasRegistered) this.notes.push({ kind: 'lost', reason: owner ? 'owner-changed' : 'owner-gone' });
+    if (owner === undefined) {
+      this.phase = 'no-bluez';
+      return { kind: 'cancel-timer' };
+    }
+    return this.startAttempt();
+  }
+
+  /** The retry timer fired. */
+  timerFired(_now: number): Command {
+    this.nextAttemptAt = undefined;
+    if (this.phase !== 'retrying' || this.owner === undefined || this.inFlight) return { kind: 'none' };
+    return this.startAttempt();
+  }
+
+  /** BlueZ called Release on our profile object: it no longer has our registration. */
+  released(now: number): Command {
+    if (this.owner === undefined) return { kind: 'none' };
+    if (this.phase === 'registered') this.notes.push({ kind: 'lost', reason: 'released' });
+    if (this.inFlight) return { kind: 'none' };
+    // BlueZ may be shutting down (a new owner will register at once); otherwise try again shortly.
+    this.phase = 'retrying';
+    this.registeredAt = undefined;
+    const ms = this.backoff.initialMs;
+    this.nextAttemptAt = now + ms;
+    return { kind: 'wait', ms };
+  }
+
+  /** A RegisterProfile call finished. */
+  finished(attempt: Attempt, outcome: RegisterOutcome, now: number): Command {
+    if (attempt.generation !== this.generation || this.inFlight !== attempt) return { kind: 'none' };
+    this.inFlight = undefined;
+    const ours = outcome.ok || (outcome.name === ERR_ALREADY_EXISTS && this.maybeOurs);
+    if (ours) {
+      this.maybeOurs = true;
+      this.notes.push({
+        kind: 'registered',
+        afterFailures: this.failures,
+        alreadyExisted: !outcome.ok,
+      });
+      this.phase = 'registered';
+      this.failures = 0;
+      this.conflict = false;
+      this.lastFailureKey = undefined;
+      this.registeredAt = now;
+      this.nextAttemptAt = undefined;
+      this.registrations++;
+      return { kind: 'cancel-timer' };
+    }
+    if (outcome.indeterminate) this.maybeOurs = true;
+    const conflict = outcome.name === ERR_NOT_PERMITTED || outcome.name === ERR_ALREADY_EXISTS;
+    this.failures++;
+    this.conflict = conflict;
+    this.lastError = conflict
+      ? `held by another program (${outcome.name}: ${outcome.message})`
+      : `${outcome.name}: ${outcome.message}`;
+    this.lastErrorAt = now;
+    this.phase = 'retrying';
+    const ms = backoffDelay(this.failures, this.backoff);
+    this.nextAttemptAt = now + ms;
+    const key = `${outcome.name}\n${outcome.message}`;
+    this.notes.push({
+      kind: 'failed',
+      name: outcome.name,
+      message: outcome.message,
+      conflict,
+      retryInMs: ms,
+      repeat: key === this.lastFailureKey,
+    });
+    this.lastFailureKey = key;
+    return { kind: 'wait', ms };
+  }
+
+  /** Notes since the last call (for the journal). */
+  takeNotes(): Note[] {
+    return this.notes.splice(0);
+  }
+
+  view(): RegistrationView {
+    return {
+      phase: this.phase,
+      registered: this.phase === 'registered',
+      ...(this.owner !== undefined ? { owner: this.owner } : {}),
+      conflict: this.conflict,
+      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
+      ...(this.lastErrorAt !== undefined ? { lastErrorAt: this.lastErrorAt } : {}),
+      failures: this.failures,
+      ...(this.nextAttemptAt !== undefined ? { nextAttemptAt: this.nextAttemptAt } : {}),
+      ...(this.registeredAt !== undefined ? { registeredAt: this.registeredAt } : {}),
+      registrations: this.registrations,
+    };
+  }
+
+  private startAttempt(): Command {
+    if (this.owner === undefined) return { kind: 'none' };
+    this.attemptsWithOwner++;
+    const attempt: Attempt = {
+      generation: this.generation,
+      owner: this.owner,
+      number: this.attemptsWithOwner,
+    };
+    this.inFlight = attempt;
+    this.phase = 'registering';
+    this.nextAttemptAt = undefined;
+    return { kind: 'register', attempt };
+  }
+}
