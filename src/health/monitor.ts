@@ -42,6 +42,8 @@ interface Watched {
   timer?: NodeJS.Timeout;
   checking: boolean;
   dirty: boolean;
+  /** Callers waiting for the evaluation in progress (including the re-run a poke during it asks for). */
+  waiters: (() => void)[];
 }
 
 export function observation(unit: UnitState, functional: FunctionalResult | undefined): UnitObservation {
@@ -82,6 +84,7 @@ export class HealthMonitor extends EventEmitter {
         tracker: new RecoveryTracker(service, trackerSettings(service, deps.recovery)),
         checking: false,
         dirty: false,
+        waiters: [],
       });
     }
     // A caller's restart or a config apply holds the unit: the tracker must keep its hands off meanwhile.
@@ -103,8 +106,7 @@ export class HealthMonitor extends EventEmitter {
       if (w) this.poke(w.service);
     });
     await this.watchFunctionalSignals();
-    await Promise.all(SERVICE_NAMES.map((s) => this.refreshUnit(s)));
-    await Promise.all(SERVICE_NAMES.map((s) => this.evaluate(s)));
+    await Promise.all(SERVICE_NAMES.map((s) => this.refreshAndEvaluate(s)));
     this.schedulePoll();
   }
 
@@ -182,25 +184,42 @@ export class HealthMonitor extends EventEmitter {
   private schedulePoll(): void {
     if (this.stopped) return;
     this.pollTimer = setTimeout(() => {
-      void Promise.all(
-        SERVICE_NAMES.map(async (s) => {
-          await this.refreshUnit(s);
-          await this.evaluate(s);
-        }),
-      ).finally(() => this.schedulePoll());
+      void Promise.all(SERVICE_NAMES.map((s) => this.refreshAndEvaluate(s))).finally(() =>
+        this.schedulePoll(),
+      );
     }, this.deps.pollMs);
     this.pollTimer.unref();
   }
 
-  private async refreshUnit(service: ServiceName): Promise<void> {
+  /** Reads the unit's state (GetAll); false when that failed. */
+  private async refreshUnit(service: ServiceName): Promise<boolean> {
     const unit = SERVICES[service].unit;
     try {
       await this.deps.systemd.refresh(unit);
+      return true;
     } catch (err) {
       // A hung or failing systemd call is logged and the state stays what the signals last said; the
       // next poll tries again (bounded, so it never hangs the monitor).
       log.warning('reading unit state failed', { service, unit, error: errText(err) });
+      return false;
     }
+  }
+
+  /**
+   * Reads the unit and evaluates it once, resolving when that evaluation is done. A successful read has
+   * already started the evaluation (systemd.refresh notifies onUnitChanged, which pokes): wait for that one
+   * instead of asking for a second run of every functional check.
+   */
+  private async refreshAndEvaluate(service: ServiceName): Promise<void> {
+    if (await this.refreshUnit(service)) await this.settled(service);
+    else await this.evaluate(service);
+  }
+
+  /** Resolves when no evaluation of the service is in progress (or asked for) any more. */
+  private settled(service: ServiceName): Promise<void> {
+    const w = this.watched.get(service) as Watched;
+    if (!w.checking) return Promise.resolve();
+    return new Promise((resolve) => w.waiters.push(resolve));
   }
 
   private async functional(w: Watched, unit: UnitState): Promise<FunctionalResult | undefined> {
@@ -220,12 +239,16 @@ export class HealthMonitor extends EventEmitter {
     }
   }
 
-  /** One evaluation at a time per service; a request during one makes it run once more afterwards. */
+  /**
+   * One evaluation at a time per service; a request during one makes it run once more afterwards. The
+   * promise resolves when the evaluation that observes the state as of the call is done (for a request
+   * during a run: after the re-run), so start() really waits for the first full health check.
+   */
   private async evaluate(service: ServiceName): Promise<void> {
     const w = this.watched.get(service) as Watched;
     if (w.checking) {
       w.dirty = true;
-      return;
+      return new Promise((resolve) => w.waiters.push(resolve));
     }
     w.checking = true;
     try {
@@ -241,7 +264,9 @@ export class HealthMonitor extends EventEmitter {
     } catch (err) {
       log.err('health evaluation failed', { service, error: errText(err) });
     } finally {
+      // Synchronously with the loop's last check of `dirty`: a poke from now on starts a new run.
       w.checking = false;
+      for (const resolve of w.waiters.splice(0)) resolve();
     }
   }
 
@@ -281,7 +306,6 @@ export class HealthMonitor extends EventEmitter {
     }
     this.handle(w, w.tracker.actionFinished(monotonicMs(), ok, detail));
     // Observe the unit as it is now (its properties may have settled before our job's result arrived).
-    await this.refreshUnit(w.service);
-    this.poke(w.service);
+    await this.refreshAndEvaluate(w.service);
   }
 }
