@@ -4,6 +4,7 @@
 // to the other end of the veth, real timedated, the dbusmock BlueZ adapter and real polkit with the shipped
 // rules. Last, the daemon is SIGKILLed at random moments during hundreds of applies.
 import assert from 'node:assert/strict';
+import { watch } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { APP_USER, daemonBuilt, OTHER_USER, Sandbox, sandboxUnavailable } from './harness.js';
@@ -29,6 +30,7 @@ import {
   sleep,
   socketCall,
   statInside,
+  TEMP_FILE,
   tempFiles,
   unitProp,
   unitStamp,
@@ -50,6 +52,16 @@ async function waitAllActive(sb: Sandbox, timeoutMs = 20_000): Promise<void> {
     const h = await health(sb);
     return JSON.stringify(h) === JSON.stringify(ALL_ACTIVE) ? h : undefined;
   }, timeoutMs);
+}
+
+/** Makes the veth's other end (wlan0-peer) a DHCP client of networkd's server on wlan0, like a phone. */
+async function ensurePeerDhcp(sb: Sandbox): Promise<void> {
+  if ((await sb.exec(['test', '-e', PEER_NETWORK])).code === 0) return;
+  await sb.writeFile(
+    PEER_NETWORK,
+    '[Match]\nName=wlan0-peer\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n',
+  );
+  await sb.execOk(['networkctl', 'reload']);
 }
 
 describe('ApplyConfig in the sandbox', { skip }, () => {
@@ -133,16 +145,14 @@ describe('ApplyConfig in the sandbox', { skip }, () => {
       const r = await sb.busctl(['introspect', '--list', 'org.freedesktop.network1', linkPath]);
       return r.stdout.includes('org.freedesktop.network1.DHCPServer');
     }, 15_000);
-    const status = await sb.execOk(['networkctl', 'status', '--no-pager', 'wlan0']);
+    const status = await sb.waitFor(async () => {
+      const out = await sb.execOk(['networkctl', 'status', '--no-pager', 'wlan0']);
+      return /State: routable \(configured\)/.test(out) ? out : undefined;
+    }, 15_000);
     assert.match(status, /Network File: \/etc\/systemd\/network\/10-openauto-ap\.network/);
-    assert.match(status, /State: routable \(configured\)/);
 
     // And the DHCP server really hands out leases from the pool: the veth's other end asks for one.
-    await sb.writeFile(
-      PEER_NETWORK,
-      '[Match]\nName=wlan0-peer\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\n',
-    );
-    await sb.execOk(['networkctl', 'reload']);
+    await ensurePeerDhcp(sb);
     const lease = await sb.waitFor(async () => {
       const a = (await ipv4(sb, 'wlan0-peer')).map((x) => Number(/^10\.0\.0\.(\d+)\/24$/.exec(x)?.[1]));
       return a.find((n) => n >= 10 && n <= 50);
@@ -152,6 +162,7 @@ describe('ApplyConfig in the sandbox', { skip }, () => {
   });
 
   it('a new network.ap_ip (and pool) moves wlan0, and health follows the new address', async () => {
+    await ensurePeerDhcp(sb);
     await writeAppConfig(
       sb,
       appConfig('network: {ap_ip: 10.0.0.2, dhcp_range_start: 10.0.0.200, dhcp_range_end: 10.0.0.200}\n'),
@@ -430,36 +441,78 @@ describe('ApplyConfig while the daemon is SIGKILLed at random moments', { skip }
       }
     })();
 
+    // inotify on /etc/hostapd: lets a kill land inside the write itself (temp file created, written, fsynced,
+    // chmod'ed, renamed: well under a millisecond here), which a timer alone would hit only by luck.
+    const watcher = watch(join(sb.root, '/etc/hostapd'));
+    let onTemp: (() => void) | undefined;
+    watcher.on('change', (_event, file) => {
+      if (onTemp && TEMP_FILE.test(String(file))) {
+        const fn = onTemp;
+        onTemp = undefined;
+        fn();
+      }
+    });
+
     const t0 = Date.now();
     let current = B;
     let pid = (await daemonHostPids(sb))[0];
     assert.ok(pid, 'daemon process not found');
-    const stats = { kills: 0, tempLeftByKill: 0, killedMidApply: 0, answered: 0, changedFalse: 0 };
+    type Mode = 'in-write' | 'early' | 'anytime';
+    const kills: Record<Mode, { n: number; tempLeft: number; newContent: number }> = {
+      'in-write': { n: 0, tempLeft: 0, newContent: 0 },
+      early: { n: 0, tempLeft: 0, newContent: 0 },
+      anytime: { n: 0, tempLeft: 0, newContent: 0 },
+    };
+    const stats = { killedMidApply: 0, answered: 0, changedFalse: 0 };
     const restartMs: number[] = [];
     try {
       for (let i = 0; i < APPLIES; i++) {
         const target = i % 2 === 0 ? A : B;
         await writeAppConfig(sb, cfg(ssids[i % 2] as string));
-        // Kill during about half of the applies; most kills land in the first milliseconds (read, render,
-        // temp file, fsync, rename), the rest anywhere in the hostapd restart that follows.
-        const kill = rand() < 0.5;
-        const delay = rand() < 0.6 ? rand() * 12 : rand() * 150;
+        // Kill during about half of the applies: at a random point of the write itself (from the temp file's
+        // creation + 0-0.6 ms), in the first 12 ms (reading, validating, rendering, writing), or anywhere in
+        // the first 150 ms (mostly the hostapd restart that follows the write).
+        const r = rand();
+        const mode: Mode | undefined =
+          r >= 0.5 ? undefined : r < 0.2 ? 'in-write' : r < 0.35 ? 'early' : 'anytime';
+        const spin = rand() * 0.6;
+        const delay = mode === 'early' ? rand() * 12 : rand() * 150;
+        const victim = pid as number;
+        let killed = false;
+        const killNow = () => {
+          if (killed) return;
+          killed = true;
+          process.kill(victim, 'SIGKILL');
+        };
+        if (mode === 'in-write') {
+          onTemp = () => {
+            const end = performance.now() + spin;
+            while (performance.now() < end) {
+              // sub-millisecond delay: no timer is that fine
+            }
+            killNow();
+          };
+        }
         const call = hostSocketCall(
           sb,
           { id: i, method: 'apply_config', params: { section: 'wifi' } },
           60_000,
         );
         let result: Awaited<typeof call>;
-        if (kill) {
-          await sleep(delay);
-          const victim = pid as number;
-          process.kill(victim, 'SIGKILL');
-          stats.kills++;
+        if (mode) {
+          if (mode === 'in-write') {
+            // No temp file at all when the content is already in place (an earlier kill hit before the write).
+            await call;
+            onTemp = undefined;
+          } else await sleep(delay);
+          killNow();
+          kills[mode].n++;
           const k0 = Date.now();
           await sb.waitFor(async () => !(await processAlive(victim)), 5000, 2);
           // Dead: nothing writes now. What it left is what a power cut would leave.
-          const left = await tempFiles(sb, '/etc/hostapd');
-          if (left.length > 0) stats.tempLeftByKill++;
+          if ((await tempFiles(sb, '/etc/hostapd')).length > 0) kills[mode].tempLeft++;
+          if ((await readBytes(sb, HOSTAPD_CONF)).equals(target) && !current.equals(target))
+            kills[mode].newContent++;
           result = await call;
           if (result.kind !== 'answer') stats.killedMidApply++;
           // systemd brings it back (Restart=always); once it answers, its start-up cleaning is done.
@@ -496,6 +549,8 @@ describe('ApplyConfig while the daemon is SIGKILLed at random moments', { skip }
         assert.deepEqual(violations, [], `apply ${i}`);
       }
     } finally {
+      onTemp = undefined;
+      watcher.close();
       polling = false;
       await poller;
     }
@@ -506,7 +561,13 @@ describe('ApplyConfig while the daemon is SIGKILLed at random moments', { skip }
     const cleaned = (await sb.journalMessages('openauto-system')).filter((m) =>
       /removed \d+ temporary file/.test(m),
     );
-    assert.equal(cleaned.length, stats.tempLeftByKill, cleaned.join('\n'));
+    const tempLeft = Object.values(kills).reduce((n, k) => n + k.tempLeft, 0);
+    assert.equal(cleaned.length, tempLeft, cleaned.join('\n'));
+    // The kills inside the write must really have caught the daemon mid-write some of the time.
+    assert.ok(
+      kills['in-write'].n === 0 || tempLeft > 0,
+      `no kill left a temp file: ${JSON.stringify(kills)}`,
+    );
 
     // Afterwards everything works: a last apply lands, and all is healthy.
     const lastSsid = ssids[APPLIES % 2] as string;
@@ -518,10 +579,12 @@ describe('ApplyConfig while the daemon is SIGKILLed at random moments', { skip }
 
     restartMs.sort((a, b) => a - b);
     const median = restartMs[Math.floor(restartMs.length / 2)] ?? 0;
+    const k = (m: Mode) =>
+      `${m} ${kills[m].n} (temp file left ${kills[m].tempLeft}, new content ${kills[m].newContent})`;
     console.log(
-      `# ${APPLIES} applies in ${(loopMs / 1000).toFixed(1)} s: ${stats.kills} SIGKILLs ` +
-        `(${stats.killedMidApply} before the answer, ${stats.tempLeftByKill} left a temp file), ` +
-        `${stats.answered} answered (${stats.changedFalse} unchanged); ${reads} reader views, none torn; ` +
+      `# ${APPLIES} applies in ${(loopMs / 1000).toFixed(1)} s; SIGKILLs: ${k('in-write')}, ${k('early')}, ` +
+        `${k('anytime')}; ${stats.killedMidApply} kills before the answer; ${stats.answered} answered ` +
+        `(${stats.changedFalse} unchanged); ${reads} reader views, none torn or looser than 0640; ` +
         `daemon back after a kill in ${median} ms median, ${restartMs.at(-1) ?? 0} ms max`,
     );
   });
