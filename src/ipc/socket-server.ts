@@ -13,7 +13,7 @@
 //   one whose unread output still grows past `maxWriteBufferBytes` (events to a subscriber that never
 //   reads) is dropped, so a slow reader never stalls anyone else.
 // - A line longer than `maxLineBytes` gets LINE_TOO_LONG (id null), earlier requests still get their
-//   answers, then the connection is closed. The long line is never buffered whole.
+//   answers, then the connection is closed. The rest of the long line is neither buffered nor even read.
 // - Connections beyond `maxClients` get one INTERNAL_ERROR line ("too many clients") and are closed.
 // - A connection with nothing in flight and no subscription that sends nothing for `idleTimeoutMs` gets one
 //   INTERNAL_ERROR line ("idle") and is closed. Subscribed connections are never closed for being idle.
@@ -282,7 +282,7 @@ class Connection {
         this.send(
           errorLine('null', 'LINE_TOO_LONG', `request line longer than ${this.opts.maxLineBytes} bytes`),
         );
-        this.beginEnd();
+        this.beginEnd(false);
         return;
       }
       this.handle(item);
@@ -336,13 +336,21 @@ class Connection {
     if (!ok) this.writeBlocked = true;
   }
 
-  /** Stop reading; end once in-flight answers are out; force-close after the grace period. */
-  private beginEnd(): void {
+  /** Ignore further input; end (FIN) once in-flight answers are out; force-close after the grace period.
+   * `readRest`: keep reading (and discarding) until the peer closes, for a clean close. False after an
+   * over-long line: nothing more is read, so a client can make us read at most maxLineBytes + one chunk; it
+   * has the grace period to read our last lines before the connection is destroyed (destroying at once
+   * would reset the connection while the client is still writing, and it might never see the error). */
+  private beginEnd(readRest: boolean): void {
     this.discarding = true;
     this.ending = true;
     this.queue = [];
     this.qHead = 0;
-    this.setPaused(false); // keep reading (and discarding) so the close is clean
+    if (readRest) {
+      this.setPaused(false);
+    } else {
+      this.setPaused(true);
+    }
     if (this.inflight === 0 && !this.socket.writableEnded) this.socket.end();
     this.graceTimer ??= setTimeout(() => this.socket.destroy(), this.opts.closeGraceMs);
     this.graceTimer.unref();
@@ -356,12 +364,12 @@ class Connection {
     }
     log.debug('socket client idle; closing it', { CLIENT: this.id });
     this.send(errorLine('null', 'INTERNAL_ERROR', `idle for ${this.opts.idleTimeoutMs / 1000} s; closing`));
-    this.beginEnd();
+    this.beginEnd(true);
   }
 
   /** Server shutdown. */
   shutdown(): void {
     if (this.closed) return;
-    this.beginEnd();
+    this.beginEnd(true);
   }
 }

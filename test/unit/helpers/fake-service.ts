@@ -95,6 +95,8 @@ export type ChildMessage = {
   listenFds?: number[];
   envLeft?: string[];
   rss?: number;
+  mem?: NodeJS.MemoryUsage;
+  spaces?: Record<string, number>;
 };
 
 /** The fake service served from a child process (see the header of this file). */
@@ -119,13 +121,18 @@ export class ChildServer {
     path: string,
     options: Record<string, unknown> = {},
     activationFd?: number,
+    node: { execArgv?: string[]; env?: NodeJS.ProcessEnv } = {},
   ): Promise<ChildServer> {
     const { fork, spawn } = await import('node:child_process');
     const script = fileURLToPath(import.meta.url);
     const args = [path, JSON.stringify(options)];
     const proc =
       activationFd === undefined
-        ? fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] })
+        ? fork(script, args, {
+            stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+            execArgv: node.execArgv ?? [],
+            env: { ...process.env, ...node.env },
+          })
         : spawn(
             '/bin/sh',
             [
@@ -200,7 +207,11 @@ async function runChild(): Promise<void> {
         gc();
         await sleep(50);
       }
-      send({ rss: process.memoryUsage().rss, clients: server.clientCount });
+      const mem = process.memoryUsage();
+      const spaces = Object.fromEntries(
+        v8.getHeapSpaceStatistics().map((s) => [s.space_name, Math.round(s.space_size / 1024)]),
+      );
+      send({ rss: mem.rss, mem, spaces, clients: server.clientCount });
     } else if (m.cmd === 'health' && m.health) {
       service.setHealth(m.health);
       send({ ok: true });
