@@ -424,7 +424,7 @@ cmd_shell() {
   check_name "$name"
   local leader
   leader=$(leader_of "$name") || die "sandbox $name is not running"
-  exec nsenter -t "$leader" -m -u -i -n -p -r -w --wd=/root -- \
+  exec nsenter -t "$leader" -m -u -i -n -p -r --wd=/root -- \
     env -i PATH=$CONTAINER_PATH HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM="${TERM:-xterm}" \
     PS1='[sandbox \W]# ' bash --norc -i
 }

@@ -90,10 +90,18 @@ function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   // A test that crashes must not leave containers behind.
-  process.on('exit', () => {
+  const stopAll = () => {
     for (const sb of live)
       spawnSync('bash', [SANDBOX_SH, 'stop', sb.name], { stdio: 'ignore', timeout: 15_000 });
-  });
+    live.clear();
+  };
+  process.on('exit', stopAll);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      stopAll();
+      process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
+    });
+  }
 }
 
 function run(

@@ -1,0 +1,58 @@
+#!/bin/bash
+# `npm test`: build, lint, unit tests, then the sandbox tests (real systemd in containers; need root).
+# Runs every stage even after a failure; the exit status is non-zero if any stage failed.
+set -uo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$SRC"
+export NODE_OPTIONS=${NODE_OPTIONS:-}
+declare -a RESULTS=()
+FAILED=0
+
+stage() { # stage NAME LIMIT_SECONDS CMD...   (the limit is a backstop against a hung runner)
+  local name=$1 limit=$2
+  shift 2
+  echo
+  echo "=== $name: $*"
+  local t0=$SECONDS
+  timeout --kill-after=30 "$limit" "$@"
+  local rc=$?
+  [ $rc -eq 124 ] && echo "=== $name: stopped after $limit s"
+  if [ $rc -eq 0 ]; then
+    RESULTS+=("PASS  $name ($((SECONDS - t0)) s)")
+  else
+    RESULTS+=("FAIL  $name (exit $rc, $((SECONDS - t0)) s)")
+    FAILED=1
+  fi
+  return $rc
+}
+
+stage build 600 npx tsc -p tsconfig.json
+stage lint 300 npx biome check .
+
+shopt -s globstar nullglob
+unit=(dist/test/unit/**/*.test.js)
+if [ ${#unit[@]} -gt 0 ]; then
+  stage unit 900 node --test --test-timeout=120000 --test-reporter=spec "${unit[@]}"
+else
+  RESULTS+=("SKIP  unit (no tests)")
+fi
+
+sandbox=(dist/test/sandbox/*.test.js)
+if [ ${#sandbox[@]} -eq 0 ]; then
+  RESULTS+=("SKIP  sandbox (no tests)")
+elif [ "$(id -u)" != 0 ]; then
+  RESULTS+=("SKIP  sandbox (needs root)")
+else
+  before=" $(bash scripts/sandbox.sh list | tr '\n' ' ') "
+  stage sandbox 4500 node --test --test-concurrency=1 --test-timeout=900000 --test-reporter=spec "${sandbox[@]}"
+  # The harness stops its containers even when a test file crashes; stop any this run still left.
+  for n in $(bash scripts/sandbox.sh list); do
+    case $before in *" $n "*) ;; *) echo "=== sandbox: stopping leftover container $n"; bash scripts/sandbox.sh stop "$n" ;; esac
+  done
+fi
+
+echo
+echo "=== summary"
+printf '  %s\n' "${RESULTS[@]}"
+exit $FAILED
