@@ -60,17 +60,28 @@ if [ "$BUILD" = 1 ]; then
 fi
 [ -f dist/src/main.js ] || note "WARNING: dist/src/main.js is missing: the service will not start until it is built"
 
-# Production-only node_modules, staged once per lockfile (cached under dist/, which is build output).
-STAGE=$SRC/dist/.install-stage
-stamp=$( { cat package-lock.json; cat node_modules/.package-lock.json 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)
-if [ ! -f "$STAGE/stamp" ] || [ "$(cat "$STAGE/stamp")" != "$stamp" ]; then
+# Production-only node_modules, staged once per lockfile state (cached under dist/, which is build output).
+# Each state gets its own directory, created under a lock and renamed into place, never changed afterwards:
+# concurrent installs (parallel sandboxes) can share it.
+STAGE_BASE=$SRC/dist/.install-stage
+stamp=$( { cat package-lock.json; cat node_modules/.package-lock.json 2>/dev/null || true; } | sha256sum | cut -c1-16)
+STAGE=$STAGE_BASE/$stamp
+if [ ! -d "$STAGE/node_modules" ]; then
   [ -d node_modules ] || die "node_modules is missing: run npm ci (or drop --no-build)"
-  note "staging production node_modules"
-  rm -rf "$STAGE"
-  mkdir -p "$STAGE"
-  cp -a package.json package-lock.json node_modules "$STAGE/"
-  (cd "$STAGE" && npm prune --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
-  echo "$stamp" >"$STAGE/stamp"
+  mkdir -p "$STAGE_BASE"
+  exec 9>"$STAGE_BASE/.lock"
+  flock 9
+  if [ ! -d "$STAGE/node_modules" ]; then
+    note "staging production node_modules"
+    tmp=$(mktemp -d "$STAGE_BASE/.tmp.XXXXXX")
+    cp -a package.json package-lock.json node_modules "$tmp/"
+    (cd "$tmp" && npm prune --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
+    # Older states are of no use any more.
+    find "$STAGE_BASE" -mindepth 1 -maxdepth 1 -type d ! -name "$(basename "$tmp")" -exec rm -rf {} +
+    mv "$tmp" "$STAGE"
+  fi
+  flock -u 9
+  exec 9>&-
 fi
 
 # ---- manifest ------------------------------------------------------------------------------------------
