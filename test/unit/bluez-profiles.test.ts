@@ -73,6 +73,17 @@ class FakeBluez {
     });
   }
 
+  callProfile(dest: string, path: string, member: string, signature = '', body: unknown[] = []) {
+    return this.bus.call({
+      destination: dest,
+      path,
+      interface: 'org.bluez.Profile1',
+      member,
+      signature,
+      body,
+    });
+  }
+
   close(): void {
     this.bus.close();
   }
@@ -82,12 +93,18 @@ class FakeBluez {
 class FakeApp {
   readonly received: { device: string; props: Record<string, unknown>; socket: net.Socket; data: string }[] =
     [];
+  readonly disconnects: string[] = [];
   fail = false;
   private readonly guard: UnixFdGuard;
 
   private constructor(readonly bus: Bus) {
     this.guard = UnixFdGuard.install(bus);
     bus.raw.addMethodHandler((msg: DBusMessage) => {
+      if (msg.path === '/app/handler' && msg.member === 'RequestDisconnection') {
+        this.disconnects.push(String(msg.body[0]));
+        bus.send(dbus.Message.newMethodReturn(msg, '', []));
+        return true;
+      }
       if (msg.path !== '/app/handler' || msg.member !== 'NewConnection') return false;
       const fds = this.guard.take(msg);
       const [device, fd, props] = msg.body as [
@@ -334,6 +351,33 @@ describe('BluezProfiles on a private bus', { skip }, () => {
       assert.equal(status().aa?.forwarded, 1);
     } finally {
       app.closeAll();
+      app.bus.close();
+    }
+  });
+
+  it('passes RequestDisconnection on to the claimant, and registers again after BlueZ calls Release', async () => {
+    const app = await FakeApp.start();
+    try {
+      await profiles.claimProfile(HSP, '/app/handler', dbusCaller(app.name));
+      await bluez.callProfile(daemonBus.uniqueName, PROFILES['hsp-hs'].path, 'RequestDisconnection', 'o', [
+        DEVICE,
+      ]);
+      assert.deepEqual(app.disconnects, [DEVICE]);
+      // Unclaimed: nothing to tell anyone, still a success for BlueZ.
+      await bluez.callProfile(daemonBus.uniqueName, PROFILES['hfp-ag'].path, 'RequestDisconnection', 'o', [
+        DEVICE,
+      ]);
+      const before = bluez.calls.filter((c) => c.uuid === HSP).length;
+      await bluez.callProfile(daemonBus.uniqueName, PROFILES['hsp-hs'].path, 'Release');
+      assert.equal(status()['hsp-hs']?.registered, false);
+      await waitFor(() => status()['hsp-hs']?.registered, 2000, 'registered again after Release');
+      assert.equal(bluez.calls.filter((c) => c.uuid === HSP).length, before + 1);
+      // Wrong argument types are refused without touching anything.
+      await assert.rejects(
+        bluez.callProfile(daemonBus.uniqueName, PROFILES.aa.path, 'NewConnection', 's', ['x']),
+        (err: unknown) => (err as { type?: string }).type === 'org.freedesktop.DBus.Error.InvalidArgs',
+      );
+    } finally {
       app.bus.close();
     }
   });
