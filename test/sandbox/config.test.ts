@@ -374,6 +374,18 @@ describe('ApplyConfig in the sandbox', { skip }, () => {
       changed: true,
       restarted: ['hostapd'],
     });
+
+    // One structured journal entry per apply, and the passphrase in none of them (nor anywhere in the unit's log).
+    const applied = await sb.journal('openauto-system', { match: { SECTION: 'wifi', CHANGED: 'true' } });
+    assert.ok(
+      applied.some((e) => e.RESTARTED === 'hostapd'),
+      'no journal entry for the applied wifi section',
+    );
+    const raw = (
+      await sb.execOk(['journalctl', '--no-pager', '-o', 'export', '-u', 'openauto-system.service'])
+    ).toString();
+    assert.match(raw, /SECTION=wifi/);
+    assert.ok(!raw.includes('q7GkL2xPz9RbT4mW'), 'the passphrase reached the journal');
   });
 });
 
@@ -437,7 +449,7 @@ describe('ApplyConfig while the daemon is SIGKILLed at random moments', { skip }
         } catch (e) {
           violations.push(`read failed: ${(e as Error).message}`);
         }
-        await sleep(1);
+        await sleep(2);
       }
     })();
 
