@@ -68,10 +68,7 @@ describe('openauto-system on the bus', { skip }, () => {
     const [status] = (await call('GetStatus', [], OTHER_USER)) as [
       Record<string, { type: string; data: unknown }>,
     ];
-    assert.deepEqual(
-      Object.keys(status).sort(),
-      ['config', 'services', 'uptime', 'version'].filter((k) => k in status).sort(),
-    );
+    for (const key of ['services', 'config', 'profiles', 'uptime', 'version']) assert.ok(key in status, key);
     assert.equal(
       status.version?.data,
       JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).version,
