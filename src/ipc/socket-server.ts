@@ -89,7 +89,9 @@ export class SocketServer {
    * something that is not a socket. May be called again after close(). */
   async start(): Promise<void> {
     if (this.server) throw new Error('socket server already started');
-    const server = net.createServer({ allowHalfOpen: false, pauseOnConnect: false });
+    // Half-open allowed: a client may send its requests and shut down its side (`socat`, `nc -N`) and still
+    // receive every answer; the connection ends once they are all written.
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false });
     server.on('connection', (socket) => this.accept(socket));
     server.on('error', (err) =>
       log.err('socket server error', { PATH: this.opts.path, ERROR: errText(err) }),
@@ -182,6 +184,8 @@ class Connection {
   private discarding = false;
   /** The connection ends once nothing is in flight. */
   private ending = false;
+  /** The client shut down its side: end ours once every answer is written. */
+  private peerEnded = false;
   private closed = false;
   private graceTimer: NodeJS.Timeout | undefined;
 
@@ -197,6 +201,7 @@ class Connection {
       this.writeBlocked = false;
       this.pumpCorked();
     });
+    socket.on('end', () => this.onEnd());
     socket.on('close', () => {
       this.closed = true;
       this.queue = [];
@@ -249,6 +254,25 @@ class Connection {
     if (queued) this.pumpCorked();
   }
 
+  /** The client will send no more. A last line without its newline still counts as a line. */
+  private onEnd(): void {
+    this.peerEnded = true;
+    if (this.discarding || this.closed) return;
+    if (this.partialLen > 0) {
+      this.queue.push(Buffer.concat(this.partial, this.partialLen));
+      this.partial = [];
+      this.partialLen = 0;
+    }
+    this.pumpCorked();
+  }
+
+  /** Ends our side after a half-close once nothing is queued or in flight. */
+  private finishIfDone(): void {
+    if (!this.peerEnded || this.ending || this.closed) return;
+    if (this.qHead < this.queue.length || this.inflight > 0) return;
+    if (!this.socket.writableEnded) this.socket.end();
+  }
+
   private tooLong(): void {
     this.queue.push(TOO_LONG);
     this.partial = [];
@@ -290,6 +314,7 @@ class Connection {
     this.queue = [];
     this.qHead = 0;
     if (!this.discarding) this.setPaused(false);
+    this.finishIfDone();
   }
 
   private setPaused(on: boolean): void {
@@ -312,7 +337,7 @@ class Connection {
       if (this.closed) return;
       this.send(answer);
       if (this.ending) {
-        if (this.inflight === 0) this.socket.end();
+        if (this.inflight === 0 && !this.socket.writableEnded) this.socket.end();
       } else {
         this.pumpCorked();
       }
@@ -356,9 +381,21 @@ class Connection {
     this.graceTimer.unref();
   }
 
+  /** Nothing was read or written for idleTimeoutMs. */
   private onIdle(): void {
     if (this.closed || this.ending) return;
-    if (this.session.subscribed || this.inflight > 0 || this.qHead < this.queue.length) {
+    if (this.inflight > 0) {
+      this.socket.setTimeout(this.opts.idleTimeoutMs);
+      return;
+    }
+    if (this.writeBlocked || this.socket.writableEnded) {
+      // Its answers have not moved for the whole period: it does not read. Nothing more can be said to it.
+      log.warning('socket client dropped: it has not read its answers', { CLIENT: this.id });
+      this.closed = true;
+      this.socket.destroy();
+      return;
+    }
+    if (this.session.subscribed) {
       this.socket.setTimeout(this.opts.idleTimeoutMs);
       return;
     }

@@ -129,6 +129,21 @@ describe('socket limits', () => {
     for (let i = 0; i < n; i++) assert.ok(c.lines[i]?.startsWith(`{"id":"${i + 1}","result":{"blob"`));
   });
 
+  it('a client whose answers have not moved for the idle timeout is dropped, subscribed or not', async () => {
+    await serve({ idleTimeoutMs: 300, maxWriteBufferBytes: 64 * 1024 * 1024 });
+    service.status = { blob: 'x'.repeat(4000) };
+    const stuck = await connect();
+    stuck.socket.pause();
+    stuck.send('{"id":"s","method":"subscribe"}');
+    let batch = '';
+    for (let i = 1; i <= 2000; i++) batch += `{"id":"${i}","method":"get_status"}\n`;
+    stuck.socket.write(batch);
+    await sleep(100);
+    assert.equal(server?.clientCount, 1, 'stalled, not dropped yet');
+    await sleep(500);
+    assert.equal(server?.clientCount, 0, 'dropped after the idle timeout');
+  });
+
   it('per-connection in-flight limit: at most maxInFlight slow calls at once; the rest wait, none is lost', async () => {
     await serve({ maxInFlight: 2 });
     let running = 0;

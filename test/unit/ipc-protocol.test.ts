@@ -473,6 +473,20 @@ describe('socket framing and pipelining', () => {
     ]);
   });
 
+  it('a client that shuts down its side still gets every answer, then the end', async () => {
+    service.delayMs = 100;
+    // what `printf … | socat - UNIX-CONNECT:…` does: requests, the last without a newline, then EOF
+    client.socket.end(
+      '{"id":"1","method":"apply_config","params":{"section":"wifi"}}\n{"id":"2","method":"ping"}\n{"id":"3","method":"get_health"}',
+    );
+    await client.waitClosed();
+    assert.deepEqual(client.lines, [
+      '{"id":"2","result":"pong"}',
+      `{"id":"3","result":${HEALTH}}`,
+      '{"id":"1","result":{"ok":true,"changed":true,"restarted":["hostapd"]}}',
+    ]);
+  });
+
   it('other clients are unaffected by one that errs', async () => {
     const other = await LineClient.connect(path);
     client.send('garbage');
