@@ -7,11 +7,16 @@
 //            {"id": …, "error": {"code": "<CODE>", "message": "…"}}
 // Events:    {"event": "health_changed", "params": {<health map>}}   (after `subscribe`)
 //
+// Methods and results: get_health → the health map; get_status → the GetStatus dump; apply_config
+// {section} → {"ok":true,"changed":…,"restarted":[…]}; restart_service {name} → {"ok":true,"name":<the name
+// as sent>}; ping → "pong"; subscribe → {"ok":true,"health":{<current map>}} and health_changed events from
+// then on; unsubscribe → {"ok":true}. Unknown members of a request or of params are ignored.
+//
 // The id is copied from the request text verbatim (so `1e999`, `123456789012345678901234567890` or a deeply
 // nested array come back exactly as sent). A request without an id, or a line that cannot be read as a JSON
 // object, is answered with `"id":null`.
 import { isUtf8 } from 'node:buffer';
-import { SOCKET_ERROR_CODES, toServiceError } from '../errors.js';
+import { type ErrorCode, SOCKET_ERROR_CODES, toServiceError } from '../errors.js';
 import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
 import type { Caller, Json, SystemService } from '../service.js';
@@ -180,14 +185,24 @@ async function asyncCall(rawId: string, method: Method, fn: () => Promise<unknow
   }
 }
 
+/** Errors that only say the caller asked for something wrong: not worth more than a debug entry. */
+const CALLER_MISTAKES: ReadonlySet<ErrorCode> = new Set([
+  'InvalidArgs',
+  'InvalidConfig',
+  'UnknownSection',
+  'UnknownService',
+]);
+
 /** Maps whatever a service call threw to a contract error line; only ServiceError messages reach callers. */
 function failureLine(rawId: string, method: Method, err: unknown): string {
   const se = toServiceError(err);
   const code = SOCKET_ERROR_CODES[se.code] as SocketCode;
   if (se !== err) {
     log.err('socket request failed unexpectedly', { METHOD: method, ERROR: errText(err) });
+  } else if (CALLER_MISTAKES.has(se.code)) {
+    log.debug('socket request refused', { METHOD: method, ERROR_CODE: code });
   } else {
-    log.info('socket request failed', { METHOD: method, ERROR_CODE: code });
+    log.notice('socket request failed', { METHOD: method, ERROR_CODE: code });
   }
   return errorLine(rawId, code, se.message);
 }

@@ -15,8 +15,14 @@
 // - A line longer than `maxLineBytes` gets LINE_TOO_LONG (id null), earlier requests still get their
 //   answers, then the connection is closed. The rest of the long line is neither buffered nor even read.
 // - Connections beyond `maxClients` get one INTERNAL_ERROR line ("too many clients") and are closed.
-// - A connection with nothing in flight and no subscription that sends nothing for `idleTimeoutMs` gets one
-//   INTERNAL_ERROR line ("idle") and is closed. Subscribed connections are never closed for being idle.
+// - Idle policy, after `idleTimeoutMs` without a byte read or written: a connection with nothing in flight
+//   and no subscription gets one INTERNAL_ERROR line ("idle …; closing") and is closed; a subscriber is
+//   kept (waiting for events is what it is for); one whose answers have not moved at all in that time (it
+//   does not read) is dropped.
+// - A client may shut down its sending side after its requests: it still gets every answer (a last line
+//   without a newline counts), then the connection ends.
+// - Every response line carries the request's id byte for byte; a request without an id, or a line that
+//   is not a JSON object, is answered with "id":null.
 import type { Socket } from 'node:net';
 import net from 'node:net';
 import type { HealthMap } from '../health/states.js';
@@ -38,8 +44,8 @@ export interface SocketServerOptions {
   maxClients?: number;
   /** Longest request line in bytes, without its line ending; default 65536. */
   maxLineBytes?: number;
-  /** Idle connections (nothing in flight, not subscribed) are closed after this long; default 600000
-   * (10 minutes); 0 disables. */
+  /** Idle connections (nothing in flight, not subscribed) are closed after this long, and ones that do not
+   * read their answers are dropped; default 600000 (10 minutes); 0 disables both. */
   idleTimeoutMs?: number;
   /** An already-listening socket from systemd socket activation (see listenFdsFromEnv). The path is then
    * neither created, chmod'ed nor removed. */
