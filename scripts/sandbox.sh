@@ -24,6 +24,7 @@
 #   SANDBOX_DAEMON_ENV    "K=V K2=V2": extra lines for /etc/default/openauto-system (daemon timings...)
 #   SANDBOX_NO_DAEMON=1   do not start openauto-system.service at boot (it stays installed)
 #   SANDBOX_BOOT_TIMEOUT  seconds to wait for the boot (default 60)
+#   SANDBOX_OWNER_PID     the sandbox belongs to this process: a later "start" stops it once the process is gone
 #
 # Stand-in knobs (files inside the container, read at each start of the unit):
 #   /etc/hostapd/hostapd.conf containing the line "# sandbox-refuse"  -> hostapd.service fails to start
@@ -52,7 +53,7 @@ now_ms() { date +%s%3N; }
 usage() { sed -n '2,39s/^# \{0,1\}//p' "$SELF"; }
 
 check_name() {
-  [[ ${1:-} =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,30}$ ]] || die "bad sandbox name '${1:-}' (letters, digits, . _ -)"
+  [[ ${1:-} =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$ ]] || die "bad sandbox name '${1:-}' (letters, digits, . _ -; at most 48)"
 }
 
 # A process that exists and is not a zombie (our background processes get reparented to whatever PID 1
@@ -345,9 +346,11 @@ cmd_start() {
   [ "$(id -u)" = 0 ] || die "must run as root"
   command -v systemd-nspawn >/dev/null || die "systemd-nspawn is missing (apt-get install systemd-container)"
   local st=$STATE_BASE/$name
+  collect_orphans
   if leader_of "$name" >/dev/null; then die "sandbox $name is already running (scripts/sandbox.sh stop $name)"; fi
   [ -d "$st" ] && cleanup_state "$name"
   mkdir -p "$st"
+  if [ -n "${SANDBOX_OWNER_PID:-}" ]; then echo "$SANDBOX_OWNER_PID" >"$st/owner"; fi
   local t0
   t0=$(now_ms)
   # setsid: the sandbox must not die with the caller's terminal or process group.
@@ -389,6 +392,20 @@ cmd_start() {
   echo "$state" >"$st/state"
   log "$name is up ($state) in $(cat "$st/boot-ms") ms (prepare $(cat "$st/prepare-ms" 2>/dev/null || echo ?) ms); leader PID $leader"
   echo "$leader"
+}
+
+# Sandboxes started for a process (SANDBOX_OWNER_PID, e.g. a test file) that no longer exists, because it
+# was killed before it could stop them: stop them now.
+collect_orphans() {
+  local d n owner
+  for d in "$STATE_BASE"/*/; do
+    [ -f "$d/owner" ] || continue
+    n=$(basename "$d")
+    owner=$(cat "$d/owner")
+    alive "$owner" && continue
+    log "stopping $n: its owner (PID $owner) is gone"
+    cmd_stop "$n" >/dev/null 2>&1 || true
+  done
 }
 
 cmd_exec() {

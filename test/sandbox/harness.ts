@@ -40,7 +40,10 @@ export function sandboxUnavailable(): string | undefined {
 }
 
 export interface StartOptions {
-  /** Container name: letters, digits, . _ - (at most 31). */
+  /**
+   * Letters, digits, . _ - (at most 40). The container is named `${name}-${process.pid}` (Sandbox.name), so
+   * the same test file run twice at once does not collide.
+   */
   name: string;
   /** Extra environment for openauto-system.service (appended to /etc/default/openauto-system). */
   env?: Record<string, string | number | boolean>;
@@ -161,7 +164,7 @@ export class Sandbox {
     this.bootMs = bootMs;
   }
 
-  /** Boots a container (stopping a leftover one of the same name first). */
+  /** Boots a container named `${opts.name}-${process.pid}`. */
   static async start(opts: StartOptions): Promise<Sandbox> {
     const why = sandboxUnavailable();
     if (why) throw new Error(why);
@@ -176,22 +179,26 @@ export class Sandbox {
     if (opts.daemon === false) env.SANDBOX_NO_DAEMON = '1';
     const timeoutMs = opts.bootTimeoutMs ?? 60_000;
     env.SANDBOX_BOOT_TIMEOUT = String(Math.ceil(timeoutMs / 1000));
+    // A crashed (SIGKILLed) test file cannot stop its containers; the next start collects them.
+    env.SANDBOX_OWNER_PID = String(process.pid);
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$/.test(opts.name))
+      throw new Error(`bad sandbox name ${opts.name}`);
+    const name = `${opts.name}-${process.pid}`;
 
-    await run(['bash', SANDBOX_SH, 'stop', opts.name], undefined, 20_000);
-    const r = await run(['bash', SANDBOX_SH, 'start', opts.name], undefined, timeoutMs + 10_000, env);
+    const r = await run(['bash', SANDBOX_SH, 'start', name], undefined, timeoutMs + 10_000, env);
     if (r.code !== 0) {
-      throw new Error(`sandbox ${opts.name} failed to start (exit ${r.code}):\n${r.stderr}${r.stdout}`);
+      throw new Error(`sandbox ${name} failed to start (exit ${r.code}):\n${r.stderr}${r.stdout}`);
     }
     const leader = Number.parseInt(r.stdout.trim().split('\n').pop() ?? '', 10);
     if (!Number.isInteger(leader) || leader <= 1)
-      throw new Error(`sandbox ${opts.name}: no leader PID in ${r.stdout}`);
+      throw new Error(`sandbox ${name}: no leader PID in ${r.stdout}`);
     let bootMs = Number.NaN;
     try {
-      bootMs = Number.parseInt(readFileSync(join(STATE_BASE, opts.name, 'boot-ms'), 'utf8'), 10);
+      bootMs = Number.parseInt(readFileSync(join(STATE_BASE, name, 'boot-ms'), 'utf8'), 10);
     } catch {
       // informational only
     }
-    const sb = new Sandbox(opts.name, leader, bootMs);
+    const sb = new Sandbox(name, leader, bootMs);
     live.add(sb);
     return sb;
   }
