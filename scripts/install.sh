@@ -76,6 +76,9 @@ if [ ! -d "$STAGE/node_modules" ]; then
     tmp=$(mktemp -d "$STAGE_BASE/.tmp.XXXXXX")
     cp -a package.json package-lock.json node_modules "$tmp/"
     (cd "$tmp" && npm prune --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
+    # Not needed at run time: type declarations, TypeScript sources, source maps, documentation.
+    find "$tmp/node_modules" -type f \( -name '*.ts' -o -name '*.cts' -o -name '*.mts' -o -name '*.map' \
+      -o -name '*.md' -o -name '*.markdown' \) -delete
     # Older states are of no use any more.
     find "$STAGE_BASE" -mindepth 1 -maxdepth 1 -type d ! -name "$(basename "$tmp")" -exec rm -rf {} +
     mv "$tmp" "$STAGE"
