@@ -50,7 +50,7 @@ die() { echo "sandbox: $*" >&2; exit 1; }
 log() { echo "sandbox: $*" >&2; }
 now_ms() { date +%s%3N; }
 
-usage() { sed -n '2,39s/^# \{0,1\}//p' "$SELF"; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$SELF"; }
 
 check_name() {
   [[ ${1:-} =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$ ]] || die "bad sandbox name '${1:-}' (letters, digits, . _ -; at most 48)"
@@ -424,16 +424,16 @@ cmd_exec() {
   [ $# -gt 0 ] || die "exec: no command"
   local leader
   leader=$(leader_of "$name") || die "sandbox $name is not running"
-  local wd=()
-  [ -n "$cwd" ] && wd=(--wd="$cwd")
+  # The directory is changed inside (env -C): nsenter's --wd would resolve the path on the host.
+  local wd=(-C "${cwd:-/}")
   if [ -z "$user" ] || [ "$user" = root ]; then
-    exec nsenter -t "$leader" -m -u -i -n -p -r "${wd[@]:--w}" -- \
-      env -i PATH=$CONTAINER_PATH HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM="${TERM:-dumb}" "$@"
+    exec nsenter -t "$leader" -m -u -i -n -p -r -w -- \
+      env -i "${wd[@]}" PATH=$CONTAINER_PATH HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM="${TERM:-dumb}" "$@"
   fi
   # setpriv: exact uid/gid and supplementary groups of USER, clean environment, no new privileges.
-  exec nsenter -t "$leader" -m -u -i -n -p -r "${wd[@]:--w}" -- \
+  exec nsenter -t "$leader" -m -u -i -n -p -r -w -- \
     setpriv --reuid="$user" --regid="$user" --init-groups --reset-env -- \
-    env LANG=C.UTF-8 "$@"
+    env "${wd[@]}" LANG=C.UTF-8 "$@"
 }
 
 cmd_shell() {
@@ -441,8 +441,8 @@ cmd_shell() {
   check_name "$name"
   local leader
   leader=$(leader_of "$name") || die "sandbox $name is not running"
-  exec nsenter -t "$leader" -m -u -i -n -p -r --wd=/root -- \
-    env -i PATH=$CONTAINER_PATH HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM="${TERM:-xterm}" \
+  exec nsenter -t "$leader" -m -u -i -n -p -r -w -- \
+    env -i -C /root PATH=$CONTAINER_PATH HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM="${TERM:-xterm}" \
     PS1='[sandbox \W]# ' bash --norc -i
 }
 
