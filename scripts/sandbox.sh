@@ -334,7 +334,8 @@ EOF
   local u
   for u in systemd-timesyncd.service systemd-resolved.service e2scrub_reap.service apt-daily.timer \
     apt-daily-upgrade.timer man-db.timer logrotate.timer fstrim.timer dpkg-db-backup.timer \
-    systemd-networkd-wait-online.service; do
+    systemd-networkd-wait-online.service systemd-sysusers.service systemd-remount-fs.service \
+    dev-hugepages.mount systemd-update-utmp.service systemd-journal-flush.service systemd-sysctl.service; do
     ln -sfn /dev/null "$M/etc/systemd/system/$u"
   done
 }
