@@ -14,6 +14,7 @@
 # Must run as root (Linux, systemd-container installed). State: /run/openauto-sandbox/NAME/
 # (leader = host PID of the container's systemd; root = /proc/LEADER/root, its file system from outside).
 #
+# The source tree is mounted read-only at /usr/src/openauto-system inside (to run install.sh there).
 # What the container has (see the "populate" section): users appuser (group openauto, the app account,
 # with ~/.openauto/config.yaml) and stranger; wlan0 = a veth with peer wlan0-peer in the container's own
 # network namespace, configured by systemd-networkd from /etc/systemd/network/10-openauto-ap.network
@@ -96,6 +97,7 @@ inner() {
   local unit=openauto-sandbox.target
   systemd-nspawn --quiet -D "$M" -M "oa-$name" --register=no --keep-unit --private-network \
     --link-journal=no --console=read-only --timezone=off --resolv-conf=off \
+    --bind-ro="$SRC:/usr/src/openauto-system" \
     --setenv=SYSTEMD_LOG_LEVEL=info -b -- "systemd.unit=$unit" &
   local nspawn=$!
   echo "$nspawn" >"$st/nspawn.pid"

@@ -1,0 +1,104 @@
+// scripts/install.sh and scripts/uninstall.sh on a running system (inside a sandbox, where systemd is PID 1):
+// reinstalling restarts the running daemon and changes nothing else, uninstalling removes exactly what the
+// manifest lists, and a fresh install works at once (unit enabled, D-Bus activation, policy loaded).
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  APP_USER,
+  BUS_NAME,
+  daemonBuilt,
+  INTERFACE,
+  OBJECT_PATH,
+  OTHER_USER,
+  Sandbox,
+  sandboxUnavailable,
+} from './harness.js';
+
+const SRC = '/usr/src/openauto-system';
+const MANIFEST = '/usr/lib/openauto-system/install-manifest';
+const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/src/main.js is not built yet');
+
+describe('install.sh and uninstall.sh on a live system', { skip }, () => {
+  let sb: Sandbox;
+  let manifest: string;
+
+  before(async () => {
+    sb = await Sandbox.start({ name: 'install' });
+    await sb.waitFor(async () => (await sb.unitState('openauto-system.service')) === 'active', 30_000, 200);
+    manifest = await sb.readFile(MANIFEST);
+  });
+
+  after(async () => {
+    await sb?.stop();
+  });
+
+  const mainPid = async () =>
+    (await sb.execOk(['systemctl', 'show', '-P', 'MainPID', 'openauto-system'])).trim();
+  const health = () => sb.call(BUS_NAME, OBJECT_PATH, INTERFACE, 'GetHealth', [], { user: OTHER_USER });
+
+  it('reinstalling over the running daemon restarts it and records the same manifest', async () => {
+    const before = await mainPid();
+    const r = await sb.exec(['bash', `${SRC}/scripts/install.sh`, '--user', APP_USER, '--no-build'], {
+      timeoutMs: 60_000,
+    });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /restarting the running openauto-system\.service/);
+    await sb.waitFor(async () => (await sb.unitState('openauto-system.service')) === 'active', 30_000, 200);
+    assert.notEqual(await mainPid(), before, 'the daemon was not restarted');
+    assert.equal(await sb.readFile(MANIFEST), manifest);
+    await health();
+  });
+
+  it('uninstall.sh removes exactly what the manifest lists', async () => {
+    const entries = manifest
+      .split('\n')
+      .filter((l) => l !== '' && !l.startsWith('#'))
+      .map((l) => l.split(' ') as [string, string, string?]);
+    const createdGroup = entries.some(([k, a]) => k === 'group' && a === 'openauto');
+    const r = await sb.exec(['bash', `${SRC}/scripts/uninstall.sh`], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+
+    assert.equal(await sb.unitState('openauto-system.service'), 'inactive');
+    for (const [kind, path] of entries) {
+      if (kind === 'file' || kind === 'link' || kind === 'tree' || kind === 'etc-default') {
+        const t = await sb.exec(['test', '-e', path, '-o', '-L', path]);
+        assert.equal(t.code, 1, `${path} is still there`);
+      }
+    }
+    for (const p of [
+      '/etc/systemd/system/dbus-org.openauto.System.service',
+      '/etc/systemd/system/multi-user.target.wants/openauto-system.service',
+    ]) {
+      assert.equal((await sb.exec(['test', '-L', p])).code, 1, `${p} is still there`);
+    }
+    const group = await sb.exec(['getent', 'group', 'openauto']);
+    if (createdGroup) assert.equal(group.code, 2, 'install created the group; uninstall must delete it');
+    else assert.doesNotMatch(group.stdout, new RegExp(`\\b${APP_USER}\\b`));
+    // The name is gone from the bus configuration (dbus was reloaded).
+    await assert.rejects(health(), /org\.openauto\.System|ServiceUnknown|not provided/);
+    // Files that are not the installer's stay.
+    assert.match(await sb.readFile(`/home/${APP_USER}/.openauto/config.yaml`), /wifi_ap/);
+    assert.equal((await sb.exec(['test', '-f', '/etc/hostapd/hostapd.conf'])).code, 0);
+  });
+
+  it('a fresh install works at once: enabled, activatable, polkit rules loaded', async () => {
+    const r = await sb.exec(['bash', `${SRC}/scripts/install.sh`, '--user', APP_USER, '--no-build'], {
+      timeoutMs: 60_000,
+    });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.equal((await sb.execOk(['systemctl', 'is-enabled', 'openauto-system.service'])).trim(), 'enabled');
+    // D-Bus activation through the Alias, without a daemon-reload or dbus reload by hand.
+    const h = (await health())[0] as Record<string, string>;
+    assert.deepEqual(Object.keys(h).sort(), ['bluetooth', 'hostapd', 'networkd']);
+    assert.equal(await sb.unitState('openauto-system.service'), 'active');
+    const pk = await sb.exec(
+      ['bash', '-c', 'exec pkcheck --action-id org.openauto.system.apply-config --process $$'],
+      { user: APP_USER },
+    );
+    assert.equal(pk.code, 0, pk.stderr);
+    assert.equal(
+      (await sb.readFile('/etc/default/openauto-system')).match(/^OPENAUTO_CONFIG=.*$/m)?.[0],
+      `OPENAUTO_CONFIG=/home/${APP_USER}/.openauto/config.yaml`,
+    );
+  });
+});
