@@ -59,6 +59,11 @@ export function observation(unit: UnitState, functional: FunctionalResult | unde
   };
 }
 
+/** The functional check applies to a running unit only. */
+function checkApplies(unit: UnitState): boolean {
+  return unit.activeState === 'active' || unit.activeState === 'reloading';
+}
+
 /**
  * hostapd's functional check fails when wlan0 lacks the AP address, which is networkd's to repair: hostapd
  * waits twice as long before its own repair, so networkd's restart (and the address) comes first.
@@ -223,7 +228,7 @@ export class HealthMonitor extends EventEmitter {
   }
 
   private async functional(w: Watched, unit: UnitState): Promise<FunctionalResult | undefined> {
-    if (unit.activeState !== 'active' && unit.activeState !== 'reloading') return undefined;
+    if (!checkApplies(unit)) return undefined;
     const exp = this.deps.expectation();
     try {
       switch (w.service) {
@@ -257,8 +262,15 @@ export class HealthMonitor extends EventEmitter {
         const unit = this.deps.systemd.state(w.unit);
         if (!unit) break;
         w.functional = await this.functional(w, unit);
-        // The unit may have changed while the functional check ran: observe the latest state.
+        // The unit may have changed while the functional check ran: observe the latest state. But a unit
+        // that has just become active was not checked at all (the check was skipped for the state before),
+        // and an unchecked active counts as healthy: it would be taken for a recovery (and reset the retry
+        // counter) just before the check finds it still degraded. Check it first.
         const latest = this.deps.systemd.state(w.unit) ?? unit;
+        if (checkApplies(latest) && !checkApplies(unit)) {
+          w.dirty = true;
+          continue;
+        }
         this.handle(w, w.tracker.observe(monotonicMs(), observation(latest, w.functional)));
       } while (w.dirty && !this.stopped);
     } catch (err) {
