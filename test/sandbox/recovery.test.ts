@@ -327,6 +327,52 @@ describe('health monitor recovery (real systemd)', { skip }, () => {
     });
   });
 
+  describe('networkd comes back without the AP address', () => {
+    const sb = sandbox('rcv-noaddr');
+
+    it('is never taken for recovered: the retries escalate to slow ones', async () => {
+      const s = sb();
+      // networkd will configure 10.0.0.2 from now on: every restart leaves networkd active but degraded.
+      const file = '/etc/systemd/network/10-openauto-ap.network';
+      await s.writeFile(file, (await s.readFile(file)).replace('Address=10.0.0.1/24', 'Address=10.0.0.2/24'));
+      const watcher = await HealthWatcher.start(s);
+      const t0 = Date.now();
+      await s.execOk(['ip', 'addr', 'del', '10.0.0.1/24', 'dev', 'wlan0']);
+      const attempts = await s.waitFor(
+        async () => {
+          const a = await restartAttempts(s, 'networkd', t0);
+          return a.length >= 6 ? a : undefined;
+        },
+        30_000,
+        200,
+      );
+      const events = (await watcher.events()).filter((e) => e.t >= t0);
+      await watcher.stop();
+      const shown = fmt(events, 'networkd', t0);
+      assert.deepEqual(
+        attempts.map((a) => a.attempt),
+        attempts.map((_, i) => i + 1),
+        `the counter was reset: ${attempts.map((a) => a.message).join('\n')}`,
+      );
+      // (The first event may still show networkd active: hostapd's change can come first.)
+      const seq = transitions(events, 'networkd').map((x) => x.state);
+      const firstBad = seq.findIndex((x) => x !== 'active');
+      assert.ok(firstBad >= 0, shown);
+      assert.ok(!seq.slice(firstBad).includes('active'), `networkd was reported active in between: ${shown}`);
+      const recovered = (await daemonJournal(s, { SERVICE: 'networkd', RESULT: 'recovered' })).filter(
+        (e) => e.t >= t0,
+      );
+      assert.deepEqual(
+        recovered.map((e) => e.message),
+        [],
+      );
+      const st = (await getStatus(s)).services?.networkd;
+      assert.equal(st?.recovery_mode, 'slow', JSON.stringify(st));
+      assert.ok(Number(st?.retries) >= 5, JSON.stringify(st));
+      console.log(`# networkd without its address: ${attempts.length} attempts; ${shown}`);
+    });
+  });
+
   describe('the adapter is powered off', () => {
     const sb = sandbox('rcv-bluetooth');
 
