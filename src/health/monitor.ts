@@ -138,6 +138,32 @@ export class HealthMonitor extends EventEmitter {
     bus.onSignal({ interface: props, member: 'PropertiesChanged', pathNamespace: '/org/bluez' }, (msg) => {
       if (msg.body[0] === 'org.bluez.Adapter1') this.poke('bluetooth');
     });
+    // An adapter appearing or vanishing is an ObjectManager signal, not a property change.
+    const om = 'org.freedesktop.DBus.ObjectManager';
+    await bus.addMatch(`type='signal',sender='org.bluez',interface='${om}'`);
+    for (const member of ['InterfacesAdded', 'InterfacesRemoved']) {
+      bus.onSignal({ interface: om, member }, (msg) => {
+        if (/^\/org\/bluez\/hci\d+$/.test(String(msg.body[0]))) this.poke('bluetooth');
+      });
+    }
+    // A restarted networkd may have configured the link before it is back on the bus: then no link signal
+    // reaches us, and its new owner taking the name is the moment to look again.
+    await bus.addMatch(
+      "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.freedesktop.network1'",
+    );
+    bus.onSignal(
+      {
+        sender: 'org.freedesktop.DBus',
+        path: '/org/freedesktop/DBus',
+        interface: 'org.freedesktop.DBus',
+        member: 'NameOwnerChanged',
+      },
+      (msg) => {
+        if (msg.body[0] !== 'org.freedesktop.network1' || msg.body[2] === '') return;
+        this.poke('hostapd');
+        this.poke('networkd');
+      },
+    );
   }
 
   stop(): void {
