@@ -10,6 +10,7 @@
 #   scripts/sandbox.sh stop NAME       power it off, wait, kill leftovers, forget it
 #   scripts/sandbox.sh status NAME     print the state directory's contents
 #   scripts/sandbox.sh list            names of running sandboxes
+#   scripts/sandbox.sh gc              stop sandboxes whose owner process (SANDBOX_OWNER_PID) is gone
 #
 # Must run as root (Linux, systemd-container installed). State: /run/openauto-sandbox/NAME/
 # (leader = host PID of the container's systemd; root = /proc/LEADER/root, its file system from outside).
@@ -409,6 +410,7 @@ collect_orphans() {
     log "stopping $n: its owner (PID $owner) is gone"
     cmd_stop "$n" >/dev/null 2>&1 || true
   done
+  return 0
 }
 
 cmd_exec() {
@@ -518,6 +520,7 @@ case ${1:-} in
   stop) shift; cmd_stop "$@" ;;
   status) shift; cmd_status "$@" ;;
   list) shift; cmd_list ;;
+  gc) shift; collect_orphans ;;
   __inner) shift; NAME=$1; inner "$1" ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;

@@ -44,12 +44,10 @@ if [ ${#sandbox[@]} -eq 0 ]; then
 elif [ "$(id -u)" != 0 ]; then
   RESULTS+=("SKIP  sandbox (needs root)")
 else
-  before=" $(bash scripts/sandbox.sh list | tr '\n' ' ') "
   stage sandbox 4500 node --test --test-concurrency=1 --test-timeout=900000 --test-reporter=spec "${sandbox[@]}"
-  # The harness stops its containers even when a test file crashes; stop any this run still left.
-  for n in $(bash scripts/sandbox.sh list); do
-    case $before in *" $n "*) ;; *) echo "=== sandbox: stopping leftover container $n"; bash scripts/sandbox.sh stop "$n" ;; esac
-  done
+  # The harness stops its containers even when a test file fails or is signalled; a test process that was
+  # SIGKILLed leaves its containers to this (others' running containers are left alone).
+  bash scripts/sandbox.sh gc
 fi
 
 echo
