@@ -19,7 +19,7 @@ if ! npm run --silent build >&2; then
 fi
 [ -f dist/src/main.js ] || echo "sandbox: WARNING: dist/src/main.js is missing; openauto-system will not start" >&2
 
-bash scripts/sandbox.sh start "$NAME" >/dev/null
+SANDBOX_OWNER_PID=$$ bash scripts/sandbox.sh start "$NAME" >/dev/null
 trap 'bash "$SRC/scripts/sandbox.sh" stop "$NAME"' EXIT
 
 cat <<BANNER
