@@ -1,8 +1,10 @@
 // The socket file: mode and group, stale-socket replacement, never touching what is not ours, and systemd
 // socket activation.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import {
+  chmodSync,
+  existsSync,
   linkSync,
   lstatSync,
   mkdirSync,
@@ -18,9 +20,12 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { listenFdsFromEnv, resolveGroupId, SocketPathError } from '../../src/ipc/socket-file.js';
 import { SocketServer } from '../../src/ipc/socket-server.js';
 import { ChildServer, FakeService, LineClient } from './helpers/fake-service.js';
+
+const execFileAsync = promisify(execFile);
 
 let dir: string;
 let path: string;
@@ -93,6 +98,29 @@ describe('socket file', () => {
     assert.equal(st.gid, 4242);
     assert.equal(await ping(), '{"id":1,"result":"pong"}');
     assert.deepEqual(leftovers(), [], 'the private bind directory is gone');
+  });
+
+  it('the kernel enforces it: root and members of the group connect, other users are refused', async (t) => {
+    if (process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv')) {
+      t.skip('needs root and setpriv');
+      return;
+    }
+    chmodSync(dir, 0o755);
+    await server().start();
+    const script = `const s=require('net').connect(process.argv[1]);s.on('connect',()=>{s.write('{"id":1,"method":"ping"}\\n')});s.on('data',d=>{process.stdout.write(String(d));s.destroy()});s.on('error',e=>{process.stdout.write(e.code);})`;
+    // asynchronous: the server answering runs in this very process
+    const as = async (...ids: string[]) =>
+      (await execFileAsync('/usr/bin/setpriv', [...ids, process.execPath, '-e', script, path])).stdout;
+    const nobody = ['--reuid=65534', '--regid=65534'];
+    assert.equal(await as(...nobody, '--clear-groups'), 'EACCES');
+    assert.equal(await as(...nobody, '--groups=77'), 'EACCES', 'another group');
+    assert.equal(await as(...nobody, '--groups=4242'), '{"id":1,"result":"pong"}\n', 'a member of openauto');
+    assert.equal(
+      await as('--reuid=65534', '--regid=4242', '--clear-groups'),
+      '{"id":1,"result":"pong"}\n',
+      'openauto as primary group',
+    );
+    assert.equal(await as('--reuid=0', '--regid=0', '--clear-groups'), '{"id":1,"result":"pong"}\n', 'root');
   });
 
   it('keeps the default group when the group does not exist; an explicit mode is honoured', async () => {
