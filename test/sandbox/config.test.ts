@@ -54,6 +54,20 @@ async function waitAllActive(sb: Sandbox, timeoutMs = 20_000): Promise<void> {
   }, timeoutMs);
 }
 
+/** Unit state and the daemon's recent journal, for a failure message. */
+async function daemonDiagnostics(sb: Sandbox): Promise<string> {
+  const show = await sb.exec([
+    'systemctl',
+    'show',
+    '-p',
+    'ActiveState,SubState,MainPID,NRestarts,Result',
+    'openauto-system.service',
+  ]);
+  const log = await sb.exec(['journalctl', '--no-pager', '-n', '40', '-u', 'openauto-system.service']);
+  const jobs = await sb.exec(['systemctl', 'list-jobs', '--no-pager']);
+  return `${show.stdout}${jobs.stdout}${log.stdout}`;
+}
+
 /** Makes the veth's other end (wlan0-peer) a DHCP client of networkd's server on wlan0, like a phone. */
 async function ensurePeerDhcp(sb: Sandbox): Promise<void> {
   if ((await sb.exec(['test', '-e', PEER_NETWORK])).code === 0) return;
@@ -177,13 +191,21 @@ describe('ApplyConfig in the sandbox', { skip }, () => {
     await sb.waitFor(async () => (await ipv4(sb, 'wlan0-peer')).includes('10.0.0.200/24'), 20_000);
     // The daemon re-read its expectation: the functional checks look for 10.0.0.2 now.
     await waitAllActive(sb);
-    const st = JSON.parse(await sb.execOk(['openautoctl', '--json', 'status'])) as {
+    // (The old address may linger on wlan0, see below, so "active" alone would not show it: the checks'
+    // details must name the new one. hostapd's is refreshed by the next poll at the latest.)
+    type Status = {
       services: Record<string, { functional_detail: string }>;
       config: { network?: { ap_ip: string } };
     };
-    assert.match(st.services.hostapd?.functional_detail ?? '', /10\.0\.0\.2\b/);
-    assert.match(st.services.networkd?.functional_detail ?? '', /10\.0\.0\.2\b/);
+    const st = await sb.waitFor(async () => {
+      const s = JSON.parse(await sb.execOk(['openautoctl', '--json', 'status'])) as Status;
+      const fresh = ['hostapd', 'networkd'].every((k) =>
+        /10\.0\.0\.2\b/.test(s.services[k]?.functional_detail ?? ''),
+      );
+      return fresh ? s : undefined;
+    }, 15_000);
     assert.equal(st.config.network?.ap_ip, '10.0.0.2');
+    assert.deepEqual(await health(sb), ALL_ACTIVE);
     const left = await ipv4(sb, 'wlan0');
     if (left.includes('10.0.0.1/24'))
       console.log(
@@ -528,7 +550,9 @@ describe('ApplyConfig while the daemon is SIGKILLed at random moments', { skip }
           result = await call;
           if (result.kind !== 'answer') stats.killedMidApply++;
           // systemd brings it back (Restart=always); once it answers, its start-up cleaning is done.
-          await waitSocketReady(sb);
+          await waitSocketReady(sb).catch(async (e: Error) => {
+            throw new Error(`apply ${i} (${mode} kill): ${e.message}\n${await daemonDiagnostics(sb)}`);
+          });
           restartMs.push(Date.now() - k0);
           assert.deepEqual(await tempFiles(sb, '/etc/hostapd'), [], `apply ${i}: temp file after restart`);
           const pids = await daemonHostPids(sb);
