@@ -11,7 +11,7 @@ NAME=${1:-shell}
 cd "$SRC"
 [ "$(id -u)" = 0 ] || { echo "sandbox: run as root (sudo npm run sandbox)" >&2; exit 1; }
 
-if [ ! -d node_modules ]; then npm ci --no-audit --no-fund --loglevel=warn; fi
+bash scripts/deps.sh
 echo "sandbox: building..." >&2
 if ! npm run --silent build >&2; then
   # tsc emits even with type errors; carry on with what it produced.
