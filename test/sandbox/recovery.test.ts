@@ -4,6 +4,7 @@
 // counters and journals start clean.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { BUS_NAME, daemonBuilt, INTERFACE, OBJECT_PATH, Sandbox, sandboxUnavailable } from './harness.js';
 import {
@@ -501,7 +502,19 @@ describe('health monitor recovery (real systemd)', { skip }, () => {
       let looks = 0;
       const end = Date.now() + seconds * 1000;
       while (Date.now() < end) {
-        for (const c of childrenOf(s, pid)) seen.add(c);
+        let children: number[];
+        try {
+          children = childrenOf(s, pid);
+        } catch (err) {
+          // The daemon (or the whole container) went away: say which, with the daemon's last words.
+          const container = existsSync(`/proc/${s.leader}`) ? 'running' : 'gone';
+          const tail =
+            container === 'running' ? await s.exec(['journalctl', '-n', '30', '--no-pager']) : undefined;
+          throw new Error(
+            `daemon PID ${pid} vanished after ${looks} looks (container ${container}): ${String(err)}\n${tail?.stdout ?? ''}`,
+          );
+        }
+        for (const c of children) seen.add(c);
         looks++;
         await sleep(50);
       }
