@@ -41,6 +41,7 @@ if [ "$ROOT" = / ]; then R=; else R=$ROOT; fi
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 PKG=/usr/lib/openauto-system
 UNIT=openauto-system.service
+SOCKET_UNIT=openauto-system.socket
 GROUP=openauto
 MANIFEST=$PKG/install-manifest
 
@@ -156,6 +157,7 @@ done
 
 # ---- system integration --------------------------------------------------------------------------------
 put 0644 systemd/$UNIT /usr/lib/systemd/system/$UNIT
+put 0644 systemd/$SOCKET_UNIT /usr/lib/systemd/system/$SOCKET_UNIT
 put 0644 dbus/org.openauto.System.conf /usr/share/dbus-1/system.d/org.openauto.System.conf
 put 0644 dbus/org.openauto.System.service /usr/share/dbus-1/system-services/org.openauto.System.service
 put 0644 polkit/org.openauto.system.policy /usr/share/polkit-1/actions/org.openauto.system.policy
@@ -216,17 +218,19 @@ fi
 
 # ---- enable --------------------------------------------------------------------------------------------
 # "systemctl enable" may create these directories; record the ones it did create.
-wants_dirs=(/etc/systemd /etc/systemd/system /etc/systemd/system/multi-user.target.wants)
+wants_dirs=(/etc/systemd /etc/systemd/system /etc/systemd/system/multi-user.target.wants
+  /etc/systemd/system/sockets.target.wants)
 absent=()
 for d in "${wants_dirs[@]}"; do [ -d "$R$d" ] || absent+=("$d"); done
 if [ "$LIVE" = 1 ]; then
   if [ "$RELOAD" = 1 ]; then systemctl daemon-reload; fi
-  systemctl enable --quiet "$UNIT"
+  systemctl enable --quiet "$UNIT" "$SOCKET_UNIT"
 else
-  systemctl --root="$ROOT" enable --quiet "$UNIT"
+  systemctl --root="$ROOT" enable --quiet "$UNIT" "$SOCKET_UNIT"
 fi
 for d in "${absent[@]}"; do [ -d "$R$d" ] && record dir "$d"; done
 record unit "$UNIT"
+record unit "$SOCKET_UNIT"
 
 # Write the manifest before touching the running system, so a failed restart can still be uninstalled.
 {
@@ -240,6 +244,8 @@ if [ "$LIVE" = 1 ] && [ "$RELOAD" = 1 ]; then
   busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig >/dev/null 2>&1 ||
     systemctl reload dbus.service 2>/dev/null || true
   # polkitd picks up new actions and rules by itself (inotify).
+  # The socket first, so a restarted daemon is handed the listening socket.
+  systemctl start "$SOCKET_UNIT" || note "WARNING: $SOCKET_UNIT did not start (is group $GROUP there?)"
   if systemctl --quiet is-active "$UNIT"; then
     note "restarting the running $UNIT"
     systemctl try-restart "$UNIT"

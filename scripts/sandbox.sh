@@ -322,7 +322,7 @@ EOF
 Description=openauto-system sandbox
 Requires=dbus.socket dbus.service
 Wants=systemd-journald.service openauto-sandbox-wlan0.service systemd-networkd.service
-Wants=hostapd.service bluetooth.service $daemon
+Wants=hostapd.service bluetooth.service openauto-system.socket $daemon
 After=dbus.service systemd-networkd.service
 AllowIsolate=yes
 EOF

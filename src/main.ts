@@ -118,6 +118,8 @@ async function run(settings: Settings): Promise<void> {
     socket = new SocketServer(daemon, {
       path: settings.socket,
       groupFile: settings.groupFile,
+      // Answers still in flight get half a second; the whole stop is bounded at 1 s.
+      closeGraceMs: 500,
       ...(fds[0] !== undefined ? { listenFd: fds[0] } : {}),
     });
     await socket.start();
