@@ -56,6 +56,7 @@ async function waitAllActive(sb: Sandbox, timeoutMs = 20_000): Promise<void> {
 
 /** Unit state and the daemon's recent journal, for a failure message. */
 async function daemonDiagnostics(sb: Sandbox): Promise<string> {
+  if (!(await processAlive(sb.leader))) return `the container itself is gone (leader ${sb.leader} exited)`;
   const show = await sb.exec([
     'systemctl',
     'show',
