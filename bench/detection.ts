@@ -2,35 +2,36 @@
 //   - kill → HealthChanged: hostapd's main process is SIGKILLed from the host (exact time), a separate client
 //     inside the container timestamps the first HealthChanged that shows hostapd not active;
 //   - kill → active again: systemd's own ActiveEnterTimestamp of the restarted unit;
-//   - the daemon's CPU time over an idle period (utime+stime from /proc/PID/stat, and the threads' schedstat).
+//   - steady state over an idle period: the daemon's CPU time (utime+stime from /proc/PID/stat, and the
+//     threads' schedstat), as CPU seconds per minute; and child processes: every process created in the
+//     container at all (its PID namespace's ns_last_pid, read before and after; nothing else runs there
+//     meanwhile), the daemon's children sampled every 20 ms (/proc/PID/task/*/children) and the CPU time of
+//     its reaped children (cutime+cstime).
 // Prints a table and writes bench/results/detection.json.
 //
 //   node dist/bench/detection.js        (as root; the daemon must be built)
-// Environment: BENCH_KILLS (default 40), BENCH_IDLE_SECONDS (default 60), BENCH_SANDBOX (container name).
+// Environment: BENCH_KILLS (default 40), BENCH_IDLE_SECONDS (default 60), BENCH_SANDBOX (container name);
+// BENCH_QUICK=1 makes them 10 and 20.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
-import { join } from 'node:path';
-import { REPO_ROOT, Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
+import { Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
 import {
+  childrenOf,
   getHealth,
   HealthWatcher,
   hostPidOf,
   mainPid,
   procStat,
-  quantile,
   schedCpuNs,
   sleep,
   unitTimestampUs,
   waitAllActive,
 } from '../test/sandbox/helpers-health.js';
+import { nowMs, runMain, setting, summary, writeResult } from './lib.js';
 
-const KILLS = Number(process.env.BENCH_KILLS ?? 40);
-const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
+const KILLS = setting('BENCH_KILLS', 40, 10);
+const IDLE_SECONDS = setting('BENCH_IDLE_SECONDS', 60, 20);
 const NAME = process.env.BENCH_SANDBOX ?? 'bench-detect';
 const HOSTAPD = 'hostapd.service';
-
-const nowMs = () => performance.timeOrigin + performance.now();
 
 interface Sample {
   /** kill → first HealthChanged showing hostapd not active, at the client. */
@@ -43,15 +44,9 @@ interface Sample {
   activeSeenMs: number;
 }
 
-function summary(xs: number[]) {
-  const s = [...xs].sort((a, b) => a - b);
-  return {
-    n: s.length,
-    min: s[0] ?? Number.NaN,
-    median: quantile(s, 0.5),
-    p99: quantile(s, 0.99),
-    max: s.at(-1) ?? Number.NaN,
-  };
+/** The last PID allocated in the container's PID namespace (reading it creates one process there: `cat`). */
+async function lastPid(sb: Sandbox): Promise<number> {
+  return Number((await sb.execOk(['cat', '/proc/sys/kernel/ns_last_pid'])).trim());
 }
 
 async function main(): Promise<number> {
@@ -60,8 +55,8 @@ async function main(): Promise<number> {
     console.error(`bench/detection: ${why}`);
     return 2;
   }
-  if (!Number.isInteger(KILLS) || KILLS < 1 || !(IDLE_SECONDS > 0)) {
-    console.error('bench/detection: BENCH_KILLS must be >= 1 and BENCH_IDLE_SECONDS > 0');
+  if (!Number.isInteger(KILLS)) {
+    console.error('bench/detection: BENCH_KILLS must be a whole number');
     return 2;
   }
   const clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
@@ -98,18 +93,33 @@ async function main(): Promise<number> {
     await sleep(2000);
     const pid = await mainPid(sb, 'openauto-system.service');
     const ticks = (st: string[]) => Number(st[13]) + Number(st[14]);
+    const childTicks = (st: string[]) => Number(st[15]) + Number(st[16]);
+    // What one reading of ns_last_pid itself costs in PIDs (calibrated: readings back to back).
+    const pidA = await lastPid(sb);
+    const pidA2 = await lastPid(sb);
+    const pidB = await lastPid(sb);
+    const perReading = Math.min(pidA2 - pidA, pidB - pidA2);
     const stat0 = procStat(sb, pid);
     const sched0 = schedCpuNs(sb, pid);
     const w0 = nowMs();
     console.error(`idle for ${IDLE_SECONDS} s...`);
-    await sleep(IDLE_SECONDS * 1000);
+    const seenChildren = new Set<number>();
+    let childSamples = 0;
+    while (nowMs() - w0 < IDLE_SECONDS * 1000) {
+      for (const c of childrenOf(sb, pid)) seenChildren.add(c);
+      childSamples++;
+      await sleep(20);
+    }
     const stat1 = procStat(sb, pid);
     const sched1 = schedCpuNs(sb, pid);
     const wall = (nowMs() - w0) / 1000;
+    const pidC = await lastPid(sb);
+    const containerForks = pidC - pidB - perReading;
     const health = await getHealth(sb);
 
     const statCpuS = (ticks(stat1) - ticks(stat0)) / clkTck;
     const schedCpuS = (sched1 - sched0) / 1e9;
+    const childCpuS = (childTicks(stat1) - childTicks(stat0)) / clkTck;
     const detect = summary(samples.map((s) => s.detectMs));
     const active = summary(samples.map((s) => s.activeMs));
     const activeSeen = summary(samples.map((s) => s.activeSeenMs));
@@ -138,11 +148,18 @@ async function main(): Promise<number> {
     console.log(
       `  threads' schedstat:         ${schedCpuS.toFixed(3)} s  (${((schedCpuS / wall) * 100).toFixed(3)} % of a core)`,
     );
+    console.log(
+      `  = ${((schedCpuS / wall) * 60).toFixed(3)} CPU seconds per minute (schedstat), ${((statCpuS / wall) * 60).toFixed(3)} (stat)`,
+    );
+    console.log(`\nchild processes over the idle period (target: zero):`);
+    console.log(
+      `  processes created anywhere in the container: ${containerForks} (ns_last_pid; one reading costs ${perReading})`,
+    );
+    console.log(`  children of the daemon seen in ${childSamples} samples: ${seenChildren.size}`);
+    console.log(`  CPU time of reaped children (cutime+cstime): ${childCpuS.toFixed(2)} s`);
     console.log(`health at the end: ${JSON.stringify(health)}`);
 
     const result = {
-      date: new Date().toISOString(),
-      machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', kernel: release() },
       sandbox: { bootMs: sb.bootMs },
       daemonSettings: 'defaults (poll 5 s, fast retry 5 s, slow retry 60 s)',
       kills: KILLS,
@@ -154,28 +171,24 @@ async function main(): Promise<number> {
         seconds: wall,
         cpuSecondsStat: statCpuS,
         cpuSecondsSchedstat: schedCpuS,
+        cpuSecondsPerMinuteSchedstat: (schedCpuS / wall) * 60,
+        cpuSecondsPerMinuteStat: (statCpuS / wall) * 60,
         percentOfCoreStat: (statCpuS / wall) * 100,
         percentOfCoreSchedstat: (schedCpuS / wall) * 100,
         clkTck,
+        containerProcessesCreated: containerForks,
+        daemonChildrenSeen: seenChildren.size,
+        childSamples,
+        reapedChildrenCpuSeconds: childCpuS,
       },
+      targets: { detectionP99Ms: 100, idleChildren: 0 },
       samples,
     };
-    const dir = join(REPO_ROOT, 'bench', 'results');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'detection.json'), `${JSON.stringify(result, null, 2)}\n`);
-    console.log(`\nwrote ${join('bench', 'results', 'detection.json')}`);
+    console.log(`\nwrote ${writeResult('detection', result)}`);
     return Object.values(health).every((s) => s === 'active') ? 0 : 1;
   } finally {
     await sb.stop();
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
-    process.exitCode = 1;
-  },
-);
+runMain('detection', main);

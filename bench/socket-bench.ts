@@ -10,13 +10,13 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { HealthMap } from '../src/health/states.js';
 import { SocketServer } from '../src/ipc/index.js';
 import type { ApplyResult, Json, SystemService } from '../src/service.js';
+import { LineClient } from './socket-client.js';
 
 class BenchService extends EventEmitter implements SystemService {
   private readonly health: HealthMap = { hostapd: 'active', networkd: 'active', bluetooth: 'active' };
@@ -43,40 +43,6 @@ async function serve(path: string): Promise<void> {
     }
   });
   process.send?.({ ready: true });
-}
-
-/** A minimal client: one request at a time, resolves with the answer line. */
-class Client {
-  private buf = '';
-  private pending: ((line: string) => void) | undefined;
-  private constructor(private readonly socket: net.Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => {
-      this.buf += d;
-      const nl = this.buf.indexOf('\n');
-      if (nl === -1) return;
-      const line = this.buf.slice(0, nl);
-      this.buf = this.buf.slice(nl + 1);
-      const p = this.pending;
-      this.pending = undefined;
-      p?.(line);
-    });
-  }
-  static connect(path: string): Promise<Client> {
-    return new Promise((res, rej) => {
-      const s = net.connect(path, () => res(new Client(s)));
-      s.once('error', rej);
-    });
-  }
-  call(line: string): Promise<string> {
-    return new Promise((res) => {
-      this.pending = res;
-      this.socket.write(line);
-    });
-  }
-  close(): void {
-    this.socket.destroy();
-  }
 }
 
 function arg(name: string, dflt: number): number {
@@ -107,7 +73,7 @@ async function main(): Promise<void> {
   try {
     const expected = '{"id":"1","result":{"hostapd":"active","networkd":"active","bluetooth":"active"}}';
     // Sequential: one connection, one request in flight, like the shipping client.
-    const c = await Client.connect(path);
+    const c = await LineClient.connect(path);
     const first = await c.call('{"id":"1","method":"get_health"}\n');
     if (first !== expected) throw new Error(`unexpected answer: ${first}`);
     for (let i = 0; i < 2000; i++) await c.call(`{"id":"w${i}","method":"get_health"}\n`);
@@ -123,7 +89,7 @@ async function main(): Promise<void> {
     lat.sort((a, b) => a - b);
 
     // Concurrent: `clients` connections, each sequential.
-    const conns = await Promise.all(Array.from({ length: clients }, () => Client.connect(path)));
+    const conns = await Promise.all(Array.from({ length: clients }, () => LineClient.connect(path)));
     for (const k of conns) await k.call('{"id":"w","method":"get_health"}\n');
     const clat: number[] = [];
     const t0 = process.hrtime.bigint();

@@ -1,0 +1,605 @@
+// The benchmarks' client inside the sandbox: it runs next to the daemon (same bus, same socket), so what it
+// measures is the daemon and the bus, not nsenter. The host starts it with
+//   node /usr/src/openauto-system/dist/bench/agent.js MODE 'JSON options'
+// (the source tree is bound read-only there, with its node_modules), reads progress on stderr and one JSON
+// result line on stdout. Modes:
+//   latency      GetHealth vs Peer.Ping on one connection; socket get_health sequential and N concurrent
+//   mixed        N mixed requests (D-Bus GetHealth/GetStatus, socket get_health/get_status)
+//   load         paced mixed clients for S seconds, with connection churn and subscribers (soak, chaos)
+//   startup      N starts of the daemon: D-Bus activation end to end, and StartUnit → NameOwnerChanged
+//   socket-call  one request on the socket (apply_config, restart_service from a script)
+import dbus from 'dbus-next';
+import { LineClient, SocketClosedError, SocketError } from './socket-client.js';
+
+type Msg = InstanceType<typeof dbus.Message>;
+
+const SOCKET = process.env.OPENAUTO_SOCKET ?? '/run/openauto/system.sock';
+const NAME = 'org.openauto.System';
+const PATH = '/org/openauto/System';
+const IFACE = 'org.openauto.System1';
+const SYSTEMD = 'org.freedesktop.systemd1';
+const SD_PATH = '/org/freedesktop/systemd1';
+const SD_MANAGER = 'org.freedesktop.systemd1.Manager';
+const UNIT = 'openauto-system.service';
+
+const wallMs = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const progress = (s: string) => process.stderr.write(`${s}\n`);
+
+class TimeoutError extends Error {
+  constructor(what: string, ms: number) {
+    super(`${what}: no answer within ${ms} ms`);
+    this.name = 'TimeoutError';
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(what, ms)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** The name of an error as the benchmarks count it: the D-Bus error name, the socket's code, or a class. */
+export function errorName(err: unknown): string {
+  if (err instanceof dbus.DBusError) return err.type;
+  if (err instanceof SocketError) return `socket:${err.code}`;
+  if (err instanceof SocketClosedError) return 'socket:closed';
+  if (err instanceof TimeoutError) return 'timeout';
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code) return `errno:${code}`;
+  return err instanceof Error ? err.name : 'unknown';
+}
+
+/** One connection to the system bus; calls are bounded. */
+class BusClient {
+  private closed = false;
+  private constructor(readonly bus: dbus.MessageBus) {
+    bus.on('error', () => {
+      this.closed = true;
+    });
+  }
+
+  static async connect(): Promise<BusClient> {
+    const c = new BusClient(dbus.systemBus());
+    // The first call waits for Hello.
+    await c.call('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'GetId');
+    return c;
+  }
+
+  get uniqueName(): string {
+    return (this.bus as unknown as { name: string }).name;
+  }
+
+  async call(
+    destination: string,
+    path: string,
+    iface: string,
+    member: string,
+    signature = '',
+    body: unknown[] = [],
+    timeoutMs = 30_000,
+  ): Promise<Msg> {
+    if (this.closed) throw new Error('bus connection closed');
+    const msg = new dbus.Message({ destination, path, interface: iface, member, signature, body });
+    const reply = await withTimeout(this.bus.call(msg), timeoutMs, `${iface}.${member}`);
+    return reply as Msg;
+  }
+
+  addMatch(rule: string): Promise<Msg> {
+    return this.call(
+      'org.freedesktop.DBus',
+      '/org/freedesktop/DBus',
+      'org.freedesktop.DBus',
+      'AddMatch',
+      's',
+      [rule],
+    );
+  }
+
+  close(): void {
+    this.closed = true;
+    try {
+      this.bus.disconnect();
+    } catch {
+      // already gone
+    }
+  }
+}
+
+const getHealth = (c: BusClient) => c.call(NAME, PATH, IFACE, 'GetHealth');
+const getStatus = (c: BusClient) => c.call(NAME, PATH, IFACE, 'GetStatus');
+const peerPing = (c: BusClient) => c.call(NAME, PATH, 'org.freedesktop.DBus.Peer', 'Ping');
+// The bus daemon answering itself (its Peer.Ping is refused to non-root callers by the system bus policy).
+const busGetId = (c: BusClient) =>
+  c.call('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'GetId');
+
+/** Latencies in µs, and what they summarise to. */
+function stats(us: number[]) {
+  const s = Float64Array.from(us).sort();
+  const q = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))] ?? Number.NaN;
+  const mean = s.reduce((a, b) => a + b, 0) / (s.length || 1);
+  const r = (x: number) => Math.round(x * 10) / 10;
+  return {
+    n: s.length,
+    min_us: r(s[0] ?? Number.NaN),
+    median_us: r(q(0.5)),
+    p99_us: r(q(0.99)),
+    max_us: r(s[s.length - 1] ?? Number.NaN),
+    mean_us: r(mean),
+  };
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return (performance.now() - t0) * 1000;
+}
+
+// ---- latency -----------------------------------------------------------------------------------------
+
+interface LatencyOpts {
+  n: number;
+  block: number;
+  socketN: number;
+  clients: number;
+  perClient: number;
+}
+
+async function latency(o: LatencyOpts) {
+  const c = await BusClient.connect();
+  // Warm both paths (JIT on both sides, the bus's caches).
+  for (let i = 0; i < 500; i++) {
+    await getHealth(c);
+    await peerPing(c);
+  }
+  // Interleaved blocks, so drift (another process waking up) hits both alike.
+  const gh: number[] = [];
+  const ping: number[] = [];
+  const busFloor: number[] = [];
+  const status: number[] = [];
+  for (let done = 0; done < o.n; done += o.block) {
+    for (let i = 0; i < o.block; i++) gh.push(await timed(() => getHealth(c)));
+    for (let i = 0; i < o.block; i++) ping.push(await timed(() => peerPing(c)));
+    for (let i = 0; i < o.block / 4; i++) busFloor.push(await timed(() => busGetId(c)));
+    for (let i = 0; i < o.block / 4; i++) status.push(await timed(() => getStatus(c)));
+  }
+  c.close();
+  progress(`D-Bus: ${gh.length} GetHealth, ${ping.length} Peer.Ping done`);
+
+  const s = await LineClient.connect(SOCKET);
+  for (let i = 0; i < 1000; i++) await s.call(`{"id":"w${i}","method":"get_health"}`);
+  const seq: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < o.socketN; i++)
+    seq.push(await timed(() => s.call(`{"id":${i},"method":"get_health"}`)));
+  const seqS = (performance.now() - t0) / 1000;
+  s.close();
+  progress(`socket: ${o.socketN} sequential get_health done`);
+
+  const conns = await Promise.all(Array.from({ length: o.clients }, () => LineClient.connect(SOCKET)));
+  for (const k of conns) await k.call('{"id":"w","method":"get_health"}');
+  const conc: number[] = [];
+  const t1 = performance.now();
+  await Promise.all(
+    conns.map(async (k, ci) => {
+      for (let i = 0; i < o.perClient; i++)
+        conc.push(await timed(() => k.call(`{"id":"${ci}-${i}","method":"get_health"}`)));
+    }),
+  );
+  const concS = (performance.now() - t1) / 1000;
+  for (const k of conns) k.close();
+  progress(`socket: ${o.clients} concurrent clients done`);
+
+  return {
+    dbus: {
+      getHealth: stats(gh),
+      peerPing: stats(ping),
+      busDaemonGetId: stats(busFloor),
+      getStatus: stats(status),
+    },
+    socket: {
+      sequential: { ...stats(seq), seconds: seqS, requests_per_s: Math.round(o.socketN / seqS) },
+      concurrent: {
+        ...stats(conc),
+        clients: o.clients,
+        seconds: concS,
+        requests_per_s: Math.round((o.clients * o.perClient) / concS),
+      },
+    },
+  };
+}
+
+// ---- mixed and load ----------------------------------------------------------------------------------
+
+type Kind = 'dbus:GetHealth' | 'dbus:GetStatus' | 'socket:get_health' | 'socket:get_status' | 'socket:ping';
+
+class Tally {
+  readonly ok: Record<string, number> = {};
+  readonly errors: Record<string, Record<string, number>> = {};
+  readonly lat: Record<string, number[]> = {};
+  /** The first few error messages, for the report. */
+  readonly examples: string[] = [];
+
+  record(kind: string, us: number): void {
+    this.ok[kind] = (this.ok[kind] ?? 0) + 1;
+    const l = this.lat[kind] ?? [];
+    this.lat[kind] = l;
+    // Bounded: enough for a p99 of a long soak without growing without bound.
+    if (l.length < 200_000) l.push(us);
+  }
+
+  fail(kind: string, err: unknown): void {
+    const name = errorName(err);
+    const e = this.errors[kind] ?? {};
+    this.errors[kind] = e;
+    e[name] = (e[name] ?? 0) + 1;
+    if (this.examples.length < 10)
+      this.examples.push(`${kind}: ${name}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+
+  summary() {
+    const kinds = new Set([...Object.keys(this.ok), ...Object.keys(this.errors)]);
+    const out: Record<string, unknown> = {};
+    for (const k of kinds)
+      out[k] = { ok: this.ok[k] ?? 0, errors: this.errors[k] ?? {}, latency: stats(this.lat[k] ?? []) };
+    const totalOk = Object.values(this.ok).reduce((a, b) => a + b, 0);
+    const totalErr = Object.values(this.errors)
+      .flatMap((e) => Object.values(e))
+      .reduce((a, b) => a + b, 0);
+    return { total_ok: totalOk, total_errors: totalErr, kinds: out, examples: this.examples };
+  }
+}
+
+async function callKind(kind: Kind, bus: BusClient | undefined, sock: LineClient | undefined, id: number) {
+  switch (kind) {
+    case 'dbus:GetHealth':
+      return getHealth(bus as BusClient);
+    case 'dbus:GetStatus':
+      return getStatus(bus as BusClient);
+    case 'socket:get_health':
+      return (sock as LineClient).request('get_health', undefined, id);
+    case 'socket:get_status':
+      return (sock as LineClient).request('get_status', undefined, id);
+    case 'socket:ping':
+      return (sock as LineClient).request('ping', undefined, id);
+  }
+}
+
+interface MixedOpts {
+  n: number;
+  concurrency: number;
+}
+
+async function mixed(o: MixedOpts) {
+  const tally = new Tally();
+  const kinds: Kind[] = ['dbus:GetHealth', 'socket:get_health', 'dbus:GetStatus', 'socket:get_status'];
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: o.concurrency }, async () => {
+      const bus = await BusClient.connect();
+      const sock = await LineClient.connect(SOCKET);
+      for (let i = next++; i < o.n; i = next++) {
+        const kind = kinds[i % kinds.length] as Kind;
+        const s = performance.now();
+        try {
+          await callKind(kind, bus, sock, i);
+          tally.record(kind, (performance.now() - s) * 1000);
+        } catch (err) {
+          tally.fail(kind, err);
+        }
+      }
+      bus.close();
+      sock.close();
+    }),
+  );
+  return { seconds: (performance.now() - t0) / 1000, ...tally.summary() };
+}
+
+interface LoadOpts {
+  seconds: number;
+  dbusWorkers: number;
+  socketWorkers: number;
+  /** Pause between two requests of one worker. */
+  paceMs: number;
+  /** Each worker closes its connection and opens a new one after this many requests. */
+  churnEvery: number;
+}
+
+/** A worker that keeps one connection (reopened on churn or loss) and sends paced requests until stop. */
+async function loadWorker(
+  transport: 'dbus' | 'socket',
+  o: LoadOpts,
+  tally: Tally,
+  stop: () => boolean,
+  counters: { reconnects: number },
+): Promise<void> {
+  const kinds: Kind[] =
+    transport === 'dbus'
+      ? ['dbus:GetHealth', 'dbus:GetHealth', 'dbus:GetStatus']
+      : ['socket:get_health', 'socket:get_health', 'socket:get_status', 'socket:ping'];
+  let bus: BusClient | undefined;
+  let sock: LineClient | undefined;
+  let sinceConnect = 0;
+  let id = 0;
+  while (!stop()) {
+    try {
+      if (transport === 'dbus' && !bus) {
+        bus = await BusClient.connect();
+        sinceConnect = 0;
+      }
+      if (transport === 'socket' && (!sock || sock.isClosed)) {
+        sock = await LineClient.connect(SOCKET);
+        sinceConnect = 0;
+      }
+    } catch (err) {
+      tally.fail(`${transport}:connect`, err);
+      await sleep(200);
+      continue;
+    }
+    const kind = kinds[id % kinds.length] as Kind;
+    const s = performance.now();
+    try {
+      await callKind(kind, bus, sock, id);
+      tally.record(kind, (performance.now() - s) * 1000);
+    } catch (err) {
+      tally.fail(kind, err);
+      if (err instanceof SocketClosedError) await sleep(100);
+    }
+    id++;
+    if (++sinceConnect >= o.churnEvery) {
+      bus?.close();
+      sock?.close();
+      bus = undefined;
+      sock = undefined;
+      counters.reconnects++;
+    }
+    await sleep(o.paceMs);
+  }
+  bus?.close();
+  sock?.close();
+}
+
+/** Counts HealthChanged signals on one D-Bus connection and health_changed events on one socket client. */
+async function subscribers(stop: () => boolean, tally: Tally) {
+  const counts = { dbus_signals: 0, socket_events: 0, socket_resubscribes: 0 };
+  const bus = await BusClient.connect();
+  bus.bus.on('message', (m: Msg) => {
+    if (m.type === dbus.MessageType.SIGNAL && m.member === 'HealthChanged') counts.dbus_signals++;
+  });
+  await bus.addMatch(`type='signal',interface='${IFACE}',member='HealthChanged',path='${PATH}'`);
+  const socketLoop = (async () => {
+    while (!stop()) {
+      let c: LineClient;
+      try {
+        c = await LineClient.connect(SOCKET);
+        c.onEvent = () => counts.socket_events++;
+        await c.request('subscribe');
+        counts.socket_resubscribes++;
+      } catch (err) {
+        tally.fail('socket:subscribe', err);
+        await sleep(200);
+        continue;
+      }
+      while (!stop() && !c.isClosed) await sleep(100);
+      c.close();
+    }
+  })();
+  return async () => {
+    await socketLoop;
+    bus.close();
+    return counts;
+  };
+}
+
+async function load(o: LoadOpts) {
+  const tally = new Tally();
+  const deadline = performance.now() + o.seconds * 1000;
+  const stop = () => performance.now() >= deadline;
+  const counters = { reconnects: 0 };
+  const endSubs = await subscribers(stop, tally);
+  const t0 = performance.now();
+  let beat = 0;
+  const heartbeat = setInterval(() => {
+    beat++;
+    const s = tally.summary();
+    progress(`load: ${beat * 10} s, ${s.total_ok} answers, ${s.total_errors} errors`);
+  }, 10_000);
+  await Promise.all([
+    ...Array.from({ length: o.dbusWorkers }, () => loadWorker('dbus', o, tally, stop, counters)),
+    ...Array.from({ length: o.socketWorkers }, () => loadWorker('socket', o, tally, stop, counters)),
+  ]);
+  clearInterval(heartbeat);
+  const subs = await endSubs();
+  return {
+    seconds: (performance.now() - t0) / 1000,
+    reconnects: counters.reconnects,
+    ...subs,
+    ...tally.summary(),
+  };
+}
+
+// ---- startup -----------------------------------------------------------------------------------------
+
+interface StartupOpts {
+  n: number;
+}
+
+/** Unit properties of the daemon's unit (timestamps in wall-clock µs, as numbers). */
+async function unitInfo(c: BusClient, unitPath: string) {
+  const get = async (iface: string, prop: string) => {
+    const r = await c.call(SYSTEMD, unitPath, 'org.freedesktop.DBus.Properties', 'Get', 'ss', [iface, prop]);
+    return Number((r.body[0] as { value: unknown }).value);
+  };
+  return {
+    mainPid: await get('org.freedesktop.systemd1.Service', 'MainPID'),
+    execMainStartUs: await get('org.freedesktop.systemd1.Service', 'ExecMainStartTimestamp'),
+    activeEnterUs: await get('org.freedesktop.systemd1.Unit', 'ActiveEnterTimestamp'),
+  };
+}
+
+async function startup(o: StartupOpts) {
+  const c = await BusClient.connect();
+  // NameOwnerChanged of our name: when it is taken (t, ms wall clock), and when it is dropped.
+  const owned: number[] = [];
+  const dropped: number[] = [];
+  const jobs = new Map<string, (result: string) => void>();
+  const jobResults = new Map<string, string>();
+  c.bus.on('message', (m: Msg) => {
+    if (m.type !== dbus.MessageType.SIGNAL) return;
+    if (m.member === 'NameOwnerChanged' && m.body[0] === NAME) {
+      if (m.body[2] !== '') owned.push(wallMs());
+      else dropped.push(wallMs());
+    }
+    if (m.member === 'JobRemoved' && m.interface === SD_MANAGER) {
+      const job = String(m.body[1]);
+      const r = String(m.body[3]);
+      const w = jobs.get(job);
+      if (w) w(r);
+      else jobResults.set(job, r);
+    }
+  });
+  await c.addMatch(
+    `type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='${NAME}'`,
+  );
+  await c.addMatch(`type='signal',sender='${SYSTEMD}',interface='${SD_MANAGER}',member='JobRemoved'`);
+  await c.call(SYSTEMD, SD_PATH, SD_MANAGER, 'Subscribe');
+  const unitPath = String((await c.call(SYSTEMD, SD_PATH, SD_MANAGER, 'LoadUnit', 's', [UNIT])).body[0]);
+
+  const job = async (method: string): Promise<string> => {
+    const path = String(
+      (await c.call(SYSTEMD, SD_PATH, SD_MANAGER, method, 'ss', [UNIT, 'replace'])).body[0],
+    );
+    const early = jobResults.get(path);
+    if (early !== undefined) return early;
+    return withTimeout(
+      new Promise<string>((resolve) => jobs.set(path, resolve)),
+      30_000,
+      `${method} job`,
+    ).finally(() => jobs.delete(path));
+  };
+  const hasOwner = async () =>
+    (
+      await c.call(
+        'org.freedesktop.DBus',
+        '/org/freedesktop/DBus',
+        'org.freedesktop.DBus',
+        'NameHasOwner',
+        's',
+        [NAME],
+      )
+    ).body[0] === true;
+
+  const runs: Record<string, unknown>[] = [];
+  for (let i = 0; i < o.n * 2; i++) {
+    const mode = i % 2 === 0 ? 'activation' : 'start';
+    const stopped = await job('StopUnit');
+    if (stopped !== 'done') throw new Error(`StopUnit: ${stopped}`);
+    for (let k = 0; k < 100 && (await hasOwner()); k++) await sleep(10);
+    // Let the exit settle (journal, cgroup), with jitter.
+    await sleep(300 + Math.random() * 200);
+    const before = owned.length;
+    const t0 = wallMs();
+    let answeredMs = Number.NaN;
+    let jobMs = Number.NaN;
+    if (mode === 'activation') {
+      await getHealth(c);
+      answeredMs = wallMs() - t0;
+    } else {
+      const r = await job('StartUnit');
+      jobMs = wallMs() - t0;
+      if (r !== 'done') throw new Error(`StartUnit: ${r}`);
+    }
+    for (let k = 0; k < 200 && owned.length === before; k++) await sleep(5);
+    const ownedAt = owned[before] ?? Number.NaN;
+    const info = await unitInfo(c, unitPath);
+    runs.push({
+      mode,
+      t0,
+      answeredMs,
+      jobMs,
+      nameOwnedMs: ownedAt - t0,
+      execToNameMs: ownedAt - info.execMainStartUs / 1000,
+      execToActiveMs: (info.activeEnterUs - info.execMainStartUs) / 1000,
+      callToExecMs: info.execMainStartUs / 1000 - t0,
+      execMainStartUs: info.execMainStartUs,
+      mainPid: info.mainPid,
+    });
+    progress(
+      `start ${i + 1}/${o.n * 2} (${mode}): exec → name ${(ownedAt - info.execMainStartUs / 1000).toFixed(1)} ms, ${mode === 'activation' ? `call → answer ${answeredMs.toFixed(1)}` : `StartUnit → name ${(ownedAt - t0).toFixed(1)}`} ms`,
+    );
+  }
+  // The Node runtime's own floor: exec of `node -e 0` (no modules).
+  const { execFileSync } = await import('node:child_process');
+  const nodeFloor: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const t = performance.now();
+    execFileSync(process.execPath, ['-e', '0']);
+    nodeFloor.push(performance.now() - t);
+  }
+  c.close();
+  return { runs, nodeFloorMs: nodeFloor };
+}
+
+// ---- one socket request ------------------------------------------------------------------------------
+
+async function socketCall(o: { method: string; params?: unknown }) {
+  const c = await LineClient.connect(SOCKET);
+  try {
+    const line = await withTimeout(
+      c.call(JSON.stringify({ id: 1, method: o.method, params: o.params })),
+      60_000,
+      o.method,
+    );
+    return JSON.parse(line) as unknown;
+  } finally {
+    c.close();
+  }
+}
+
+// ---- main --------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const [mode, json] = process.argv.slice(2);
+  const opts = JSON.parse(json ?? '{}');
+  let result: unknown;
+  switch (mode) {
+    case 'latency':
+      result = await latency({ n: 5000, block: 100, socketN: 20_000, clients: 64, perClient: 500, ...opts });
+      break;
+    case 'mixed':
+      result = await mixed({ n: 10_000, concurrency: 4, ...opts });
+      break;
+    case 'load':
+      result = await load({
+        seconds: 60,
+        dbusWorkers: 2,
+        socketWorkers: 2,
+        paceMs: 20,
+        churnEvery: 500,
+        ...opts,
+      });
+      break;
+    case 'startup':
+      result = await startup({ n: 20, ...opts });
+      break;
+    case 'socket-call':
+      result = await socketCall(opts);
+      break;
+    default:
+      throw new Error(`unknown mode ${mode}`);
+  }
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`agent: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

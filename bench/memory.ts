@@ -1,0 +1,243 @@
+// Memory of the real daemon in a sandbox: RSS (and its anonymous part), descriptors, threads and the bus's
+// match-rule count for its connection, read from the host (the container's /proc, Debug.Stats)
+//   1. after start (all services active, 3 s settled);
+//   2. after 10,000 mixed requests from inside the container (D-Bus GetHealth and GetStatus, socket
+//      get_health and get_status, 4 concurrent clients, as the app user);
+//   3. after simulated monitoring: the daemon runs with OPENAUTO_POLL_MS=10 (from boot) instead of 5000, so
+//      each second holds many safety-net poll cycles (each: GetAll of the three units and every functional
+//      check). Cycles are counted exactly from the BlueZ stand-in's log (one Adapter1.Powered read per
+//      cycle); 720 cycles are one hour of the shipped 5 s poll.
+// For reference it also measures a bare `node`, node with the daemon's dependencies imported, and node with
+// all of the daemon's modules imported (not started), on the host (same node binary).
+// Prints a table and writes bench/results/memory.json.
+//
+//   node dist/bench/memory.js        (as root; the daemon must be built)
+// Everything is measured twice: as shipped, and with NODE_OPTIONS=--max-semi-space-size=1 (V8's young
+// generation kept small; MEMORY_VARIANT=0 skips it).
+// Environment: MEMORY_REQUESTS (10000), MEMORY_SIM_SECONDS (180); BENCH_QUICK=1 shortens both.
+import { execFileSync } from 'node:child_process';
+import { REPO_ROOT, Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
+import {
+  allActiveWithin,
+  type DaemonReading,
+  log,
+  mb,
+  nowMs,
+  printTable,
+  readDaemon,
+  round,
+  runAgent,
+  runMain,
+  setting,
+  sleep,
+  writeResult,
+} from './lib.js';
+
+const POLL_MS = 10;
+const SHIPPED_POLL_MS = 5000;
+
+interface MixedResult {
+  seconds: number;
+  total_ok: number;
+  total_errors: number;
+  kinds: Record<string, unknown>;
+  examples: string[];
+}
+
+/** RSS of a node process on the host after running `code` (ESM) and settling. */
+function referenceRss(code: string): { rssKb: number; anonKb: number } {
+  const script = `${code}
+await new Promise((r) => setTimeout(r, 1000));
+const s = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8');
+const kb = (k) => Number(new RegExp('^' + k + ':\\\\s+(\\\\d+)', 'm').exec(s)[1]);
+console.log(JSON.stringify({ rssKb: kb('VmRSS'), anonKb: kb('RssAnon') }));
+process.exit(0);`;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: REPO_ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, OPENAUTO_LOG_STDERR: '1' },
+  });
+  return JSON.parse(out.trim().split('\n').pop() as string);
+}
+
+/** Adapter1.Powered reads logged by the BlueZ stand-in since `sinceMs` (one per poll cycle). */
+async function pollCycles(sb: Sandbox, sinceMs: number): Promise<number> {
+  const since = `@${(sinceMs / 1000).toFixed(3)}`;
+  const r = await sb.exec(
+    [
+      'sh',
+      '-c',
+      `journalctl -q --no-pager -o cat SYSLOG_IDENTIFIER=python3 --since=${since} | grep -c 'Get /org/bluez/hci0 org.bluez.Adapter1.Powered'`,
+    ],
+    { timeoutMs: 60_000 },
+  );
+  return Number(r.stdout.trim());
+}
+
+async function main(): Promise<number> {
+  const why = sandboxUnavailable();
+  if (why) {
+    log(`bench/memory: ${why}`);
+    return 2;
+  }
+  const requests = setting('MEMORY_REQUESTS', 10_000, 2000);
+  const simSeconds = setting('MEMORY_SIM_SECONDS', 180, 30);
+
+  log('reference processes on the host...');
+  const ref = {
+    bareNode: referenceRss(''),
+    nodeWithDependencies: referenceRss(
+      "await import('dbus-next'); await import('zod'); await import('yaml'); await import('systemd-journald');",
+    ),
+    nodeWithDaemonModules: referenceRss(
+      [
+        'daemon.js',
+        'bus/system1.js',
+        'bus/polkit.js',
+        'config/applier.js',
+        'health/monitor.js',
+        'bluez/profiles.js',
+        'ipc/index.js',
+        'systemd/timedate.js',
+      ]
+        .map((m) => `await import('./dist/src/${m}');`)
+        .join(' '),
+    ),
+  };
+
+  const variants: Variant[] = [{ name: 'shipped', nodeOptions: '' }];
+  if (process.env.MEMORY_VARIANT !== '0')
+    variants.push({ name: 'semi-space 1 MB', nodeOptions: VARIANT_OPTIONS });
+  const results: MeasureResult[] = [];
+  for (const v of variants) results.push(await measure(v, requests, simSeconds));
+
+  const row = (label: string, r: DaemonReading) => [
+    label,
+    mb(r.rssKb),
+    mb(r.rssAnonKb),
+    mb(r.hwmKb),
+    r.fds,
+    r.threads,
+    r.matchRules,
+  ];
+  for (const m of results) {
+    printTable(
+      `openauto-system memory (MB), poll 10 ms throughout${m.variant.nodeOptions ? `, NODE_OPTIONS=${m.variant.nodeOptions}` : ''}`,
+      [
+        ['', 'RSS', 'anon', 'peak RSS', 'fds', 'threads', 'match rules'],
+        row('after start', m.readings.afterStart),
+        row(`after ${requests} mixed requests`, m.readings.afterRequests),
+        row(
+          `after ${m.simulation.pollCycles} poll cycles (${m.simulation.equivalentHoursAtShippedPoll} h at 5 s)`,
+          m.readings.afterSimulation,
+        ),
+      ],
+    );
+    const rss = m.samples.map((x) => x.rssKb);
+    console.log(
+      `growth: ${m.growthMb.requests} MB over the requests, ${m.growthMb.simulation} MB over the simulated monitoring ` +
+        `(samples every 10 s: ${mb(Math.min(...rss))}–${mb(Math.max(...rss))} MB), ${m.growthMb.total} MB in all`,
+    );
+    console.log(
+      `requests: ${m.requests.total_ok} answered, ${m.requests.total_errors} errors, in ${m.requests.seconds.toFixed(1)} s; ` +
+        `monitoring: ${m.simulation.pollCycles} cycles in ${simSeconds} s; daemon ${m.restarted ? 'RESTARTED' : 'not restarted'}`,
+    );
+  }
+  printTable('reference processes on the host (MB)', [
+    ['', 'RSS', 'anon'],
+    ['node (nothing loaded)', mb(ref.bareNode.rssKb), mb(ref.bareNode.anonKb)],
+    [
+      'node + dbus-next, zod, yaml, systemd-journald',
+      mb(ref.nodeWithDependencies.rssKb),
+      mb(ref.nodeWithDependencies.anonKb),
+    ],
+    [
+      "node + all of the daemon's modules (not started)",
+      mb(ref.nodeWithDaemonModules.rssKb),
+      mb(ref.nodeWithDaemonModules.anonKb),
+    ],
+  ]);
+  console.log('\ntargets: RSS under 50 MB; growth under 2 MB');
+  const file = writeResult('memory', {
+    requests,
+    simSeconds,
+    shipped: results[0],
+    variants: results.slice(1),
+    reference: ref,
+    targets: { rssMb: 50, growthMb: 2 },
+  });
+  console.log(`wrote ${file}`);
+  return results.every((m) => m.requests.total_errors === 0 && !m.restarted) ? 0 : 1;
+}
+
+interface Variant {
+  name: string;
+  /** NODE_OPTIONS for the daemon (via /etc/default/openauto-system), '' for none. */
+  nodeOptions: string;
+}
+
+/** A V8 setting that bounds the young generation (default up to 16 MB per semi-space on 64-bit). */
+const VARIANT_OPTIONS = '--max-semi-space-size=1';
+
+type MeasureResult = Awaited<ReturnType<typeof measure>>;
+
+async function measure(variant: Variant, requests: number, simSeconds: number) {
+  const env: Record<string, string | number> = { OPENAUTO_POLL_MS: POLL_MS };
+  if (variant.nodeOptions) env.NODE_OPTIONS = variant.nodeOptions;
+  log(
+    `booting a sandbox (daemon with OPENAUTO_POLL_MS=${POLL_MS}${variant.nodeOptions ? ` NODE_OPTIONS=${variant.nodeOptions}` : ''})...`,
+  );
+  const sb = await Sandbox.start({ name: 'bench-memory', env });
+  try {
+    await allActiveWithin(sb, 30_000);
+    await sleep(3000);
+    const afterStart = await readDaemon(sb);
+    log(`after start: RSS ${mb(afterStart.rssKb)} MB`);
+
+    log(`${requests} mixed requests...`);
+    const mixed = await runAgent<MixedResult>(
+      sb,
+      'mixed',
+      { n: requests, concurrency: 4 },
+      { user: 'appuser', timeoutMs: 900_000 },
+    );
+    await sleep(5000);
+    const afterRequests = await readDaemon(sb);
+    log(`after requests: RSS ${mb(afterRequests.rssKb)} MB (${mixed.total_errors} errors)`);
+
+    log(`simulated monitoring for ${simSeconds} s...`);
+    const simStart = nowMs();
+    const samples: DaemonReading[] = [afterRequests];
+    while (nowMs() - simStart < simSeconds * 1000) {
+      await sleep(Math.min(10_000, simStart + simSeconds * 1000 - nowMs()));
+      samples.push(await readDaemon(sb));
+    }
+    const afterSim = samples.at(-1) as DaemonReading;
+    const cycles = await pollCycles(sb, simStart);
+    const simHours = (cycles * SHIPPED_POLL_MS) / 3_600_000;
+    return {
+      variant,
+      daemonSettings: { OPENAUTO_POLL_MS: POLL_MS, NODE_OPTIONS: variant.nodeOptions },
+      requests: mixed,
+      simulation: {
+        seconds: simSeconds,
+        pollCycles: cycles,
+        equivalentHoursAtShippedPoll: round(simHours, 2),
+        method:
+          'poll 10 ms; cycles counted from the BlueZ stand-in log (one Adapter1.Powered read per cycle)',
+      },
+      readings: { afterStart, afterRequests, afterSimulation: afterSim },
+      growthMb: {
+        requests: mb(afterRequests.rssKb - afterStart.rssKb),
+        simulation: mb(afterSim.rssKb - afterRequests.rssKb),
+        total: mb(afterSim.rssKb - afterStart.rssKb),
+      },
+      samples: samples.map((x) => ({ t: x.t, rssKb: x.rssKb, rssAnonKb: x.rssAnonKb, fds: x.fds })),
+      restarted: afterStart.pid !== afterSim.pid,
+    };
+  } finally {
+    await sb.stop();
+  }
+}
+
+runMain('memory', main);
