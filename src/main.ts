@@ -15,8 +15,9 @@ import { ConfigApplier } from './config/applier.js';
 import { loadSection } from './config/load.js';
 import { NETWORK_FILE } from './config/render.js';
 import { Daemon } from './daemon.js';
-import type { ApExpectation } from './health/functional.js';
+import { type ApExpectation, reconfigureLink } from './health/functional.js';
 import { HealthMonitor } from './health/monitor.js';
+import { SERVICES } from './health/states.js';
 import { listenFdsFromEnv, SocketServer } from './ipc/index.js';
 import { errText, log } from './log/journal.js';
 import { PACKAGE_ROOT, parseSettings, type Settings, UsageError, usage } from './settings.js';
@@ -77,6 +78,17 @@ async function run(settings: Settings): Promise<void> {
     restartUnit: async (unit) => {
       const result = await systemd.restart(unit, settings.restartTimeoutMs);
       if (result !== 'done') throw new Error(`${unit} restart job ${result}`);
+      if (unit === SERVICES.networkd.unit) {
+        // The file may have changed the AP's address: drop the old one networkd's restart left behind.
+        const exp = await readExpectation(settings);
+        await reconfigureLink(bus, exp.iface).catch((err: unknown) =>
+          log.warning('reconfiguring the AP link failed', {
+            unit,
+            interface: exp.iface,
+            error: errText(err),
+          }),
+        );
+      }
     },
     withUnitLock: (unit, fn) => restarter.hold(unit, 'apply', fn),
     setAdapter: (props) => setAdapter(bus, props),
@@ -97,7 +109,12 @@ async function run(settings: Settings): Promise<void> {
     applier: {
       apply: async (section) => {
         const result = await applier.apply(section);
-        if (section === 'network' || section === 'wifi') expectation = await readExpectation(settings);
+        if (section === 'network' || section === 'wifi') {
+          expectation = await readExpectation(settings);
+          // Check against the new address now, not at the next poll.
+          monitor.poke('hostapd');
+          monitor.poke('networkd');
+        }
         return result;
       },
       summary: () => applier.appliedSummary(),

@@ -82,6 +82,24 @@ export async function checkNetworkd(bus: Bus, exp: ApExpectation): Promise<Funct
   return { ok: true, detail: `${exp.iface} configured by networkd with ${exp.apIp} and its DHCP server` };
 }
 
+/**
+ * Asks networkd to reconfigure one link from its current .network file. A restart of networkd keeps addresses
+ * it no longer configures (a changed ap_ip would leave the old one on wlan0); reconfiguring drops them.
+ */
+export async function reconfigureLink(bus: Bus, iface: string): Promise<void> {
+  const index = readIfindex(iface);
+  if (index === undefined) throw new Error(`${iface} does not exist`);
+  await bus.call({
+    destination: NETWORK1,
+    path: '/org/freedesktop/network1',
+    interface: `${NETWORK1}.Manager`,
+    member: 'ReconfigureLink',
+    signature: 'i',
+    body: [index],
+    flags: NO_AUTO_START,
+  });
+}
+
 /** The kernel's index of an interface, from sysfs (Node has no netlink API). */
 function readIfindex(name: string): number | undefined {
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) return undefined;
