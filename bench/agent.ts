@@ -7,7 +7,8 @@
 //   mixed        N mixed requests (D-Bus GetHealth/GetStatus, socket get_health/get_status)
 //   load         paced mixed clients for S seconds, with connection churn and subscribers (soak, chaos)
 //   startup      N starts of the daemon: D-Bus activation end to end, and StartUnit → NameOwnerChanged
-//   socket-call  one request on the socket (apply_config, restart_service from a script)
+//   call         one ApplyConfig or RestartService over D-Bus or the socket: {ok, result} or {ok: false,
+//                error (the D-Bus error name or socket:CODE), message}; never fails itself
 import dbus from 'dbus-next';
 import { LineClient, SocketClosedError, SocketError } from './socket-client.js';
 
@@ -545,19 +546,48 @@ async function startup(o: StartupOpts) {
   return { runs, nodeFloorMs: nodeFloor };
 }
 
-// ---- one socket request ------------------------------------------------------------------------------
+// ---- one operation ----------------------------------------------------------------------------------
 
-async function socketCall(o: { method: string; params?: unknown }) {
-  const c = await LineClient.connect(SOCKET);
+interface CallOpts {
+  transport: 'dbus' | 'socket';
+  method: 'ApplyConfig' | 'RestartService';
+  arg: string;
+  timeoutMs?: number;
+}
+
+async function oneCall(o: CallOpts) {
+  const timeoutMs = o.timeoutMs ?? 60_000;
+  const t0 = performance.now();
   try {
-    const line = await withTimeout(
-      c.call(JSON.stringify({ id: 1, method: o.method, params: o.params })),
-      60_000,
-      o.method,
-    );
-    return JSON.parse(line) as unknown;
-  } finally {
-    c.close();
+    let result: unknown;
+    if (o.transport === 'dbus') {
+      const c = await BusClient.connect();
+      try {
+        const reply = await c.call(NAME, PATH, IFACE, o.method, 's', [o.arg], timeoutMs);
+        result = reply.body;
+      } finally {
+        c.close();
+      }
+    } else {
+      const c = await LineClient.connect(SOCKET);
+      try {
+        const [method, params] =
+          o.method === 'ApplyConfig'
+            ? ['apply_config', { section: o.arg }]
+            : ['restart_service', { name: o.arg }];
+        result = await withTimeout(c.request(method, params), timeoutMs, method);
+      } finally {
+        c.close();
+      }
+    }
+    return { ok: true, result, ms: performance.now() - t0 };
+  } catch (err) {
+    return {
+      ok: false,
+      error: errorName(err),
+      message: err instanceof Error ? err.message : String(err),
+      ms: performance.now() - t0,
+    };
   }
 }
 
@@ -587,8 +617,8 @@ async function main(): Promise<void> {
     case 'startup':
       result = await startup({ n: 20, ...opts });
       break;
-    case 'socket-call':
-      result = await socketCall(opts);
+    case 'call':
+      result = await oneCall(opts);
       break;
     default:
       throw new Error(`unknown mode ${mode}`);

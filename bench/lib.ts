@@ -56,13 +56,13 @@ export function printTable(title: string, rows: (string | number)[][]): void {
   for (const r of cells) for (const [i, c] of r.entries()) widths[i] = Math.max(widths[i] ?? 0, c.length);
   console.log(`\n${title}`);
   cells.forEach((r, ri) => {
-    console.log(
-      r
-        .map((c, i) =>
-          i === 0 || Number.isNaN(Number(c)) ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0),
-        )
-        .join('  '),
-    );
+    const line = r.map((c, i) => {
+      const w = widths[i] ?? 0;
+      // Numbers right-aligned, and the header above a column of numbers.
+      const numeric = rows.slice(1).some((x) => typeof x[i] === 'number');
+      return numeric && i > 0 ? c.padStart(w) : c.padEnd(w);
+    });
+    console.log(line.join('  ').trimEnd());
     if (ri === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   });
 }
