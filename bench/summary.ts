@@ -1,0 +1,185 @@
+// The figures of the last runs (bench/results/*.json) against the targets, as a Markdown table (the README's
+// Performance section is this output). Missing results are left out.
+//
+//   node dist/bench/summary.js
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../test/sandbox/harness.js';
+
+// biome-ignore lint/suspicious/noExplicitAny: result files are read loosely; missing fields print as "?"
+type Json = any;
+
+function load(name: string): Json | undefined {
+  const f = join(REPO_ROOT, 'bench', 'results', `${name}.json`);
+  return existsSync(f) ? JSON.parse(readFileSync(f, 'utf8')) : undefined;
+}
+
+/** Adds one benchmark's rows; a result file from an older version of the benchmark is skipped. */
+function section(name: string, fn: (r: Json) => void): void {
+  const r = load(name);
+  if (!r) return;
+  const before = rows.length;
+  try {
+    fn(r);
+  } catch {
+    rows.length = before;
+    skipped.push(name);
+  }
+}
+
+const n1 = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(1) : '?');
+const n2 = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(2) : '?');
+const n0 = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(0) : '?');
+const mbk = (kb: unknown) => (typeof kb === 'number' ? (kb / 1024).toFixed(1) : '?');
+const verdict = (ok: boolean | undefined) => (ok === undefined ? '' : ok ? 'met' : '**missed**');
+
+const rows: string[][] = [];
+const add = (figure: string, value: string, target = '', ok?: boolean) =>
+  rows.push([figure, value, target, verdict(ok)]);
+const runs: string[] = [];
+const skipped: string[] = [];
+const note = (name: string, r: Json) => {
+  if (r)
+    runs.push(
+      `${name} ${String(r.date).slice(0, 16)}${r.quick ? ' (quick)' : ''}, load ${(r.machine?.loadavg ?? []).join('/')}`,
+    );
+};
+
+section('startup', (st) => {
+  note('startup', st);
+  add(
+    `Start-up: exec → bus name owned (median / p99 of ${st.execToName.n})`,
+    `${n0(st.execToName.median)} / ${n0(st.execToName.p99)} ms`,
+    '< 400 ms',
+    st.execToName.median < 400,
+  );
+  add(
+    'D-Bus activation of a stopped daemon: GetHealth call → answer (median)',
+    `${n0(st.activationCallToAnswer.median)} ms`,
+  );
+  add('`systemctl start` (StartUnit) → name owned (median)', `${n0(st.startUnitToName.median)} ms`);
+  add('reference: exec of `node -e 0` (median)', `${n0(st.nodeFloor.median)} ms`);
+});
+
+section('memory', (mem) => {
+  note('memory', mem);
+  const s = mem.shipped;
+  const r = s.readings;
+  add(
+    'RSS after start (anonymous part)',
+    `${mbk(r.afterStart.rssKb)} MB (${mbk(r.afterStart.rssAnonKb)} MB)`,
+    '< 50 MB',
+    r.afterStart.rssKb < 50 * 1024,
+  );
+  add(
+    `RSS after ${mem.requests} mixed D-Bus/socket requests`,
+    `${mbk(r.afterRequests.rssKb)} MB (+${n1(s.growthMb.requests)})`,
+    '< 50 MB',
+    r.afterRequests.rssKb < 50 * 1024,
+  );
+  add(
+    `RSS after ${s.simulation.pollCycles} poll cycles (${n1(s.simulation.equivalentHoursAtShippedPoll)} h of 5 s polls)`,
+    `${mbk(r.afterSimulation.rssKb)} MB (+${n1(s.growthMb.simulation)})`,
+    'growth < 2 MB',
+    s.growthMb.simulation < 2,
+  );
+  for (const v of mem.variants ?? []) {
+    const vr = v.readings;
+    add(
+      `… with NODE_OPTIONS=${v.variant.nodeOptions}: start / requests / monitoring`,
+      `${mbk(vr.afterStart.rssKb)} / ${mbk(vr.afterRequests.rssKb)} / ${mbk(vr.afterSimulation.rssKb)} MB`,
+      '< 50 MB',
+      Math.max(vr.afterStart.rssKb, vr.afterRequests.rssKb, vr.afterSimulation.rssKb) < 50 * 1024,
+    );
+  }
+  add('reference: bare `node` RSS', `${mbk(mem.reference.bareNode.rssKb)} MB`);
+});
+
+section('latency', (lat) => {
+  note('latency', lat);
+  const d = lat.dbus;
+  add(
+    'D-Bus GetHealth / Peer.Ping on the same daemon (median; p99)',
+    `${n2(lat.ratio.median)}× (${n0(d.getHealth.median_us)} / ${n0(d.peerPing.median_us)} µs); ${n2(lat.ratio.p99)}×`,
+    '≤ 1.5×',
+    lat.ratio.median <= 1.5,
+  );
+  add(
+    'D-Bus GetHealth p99 / GetStatus median',
+    `${n0(d.getHealth.p99_us)} µs / ${n0(d.getStatus.median_us)} µs`,
+  );
+  add(
+    'socket get_health, sequential (median / p99)',
+    `${n0(lat.socket.sequential.median_us)} / ${n0(lat.socket.sequential.p99_us)} µs`,
+  );
+  add(
+    `socket get_health, ${lat.socket.concurrent.clients} clients (throughput; p99)`,
+    `${n0(lat.socket.concurrent.requests_per_s)} req/s; ${n1(lat.socket.concurrent.p99_us / 1000)} ms`,
+  );
+});
+
+section('socket', (sock) => {
+  runs.push(`socket ${String(sock.date).slice(0, 16)}`);
+  add(
+    'socket shim alone (fake service, host): sequential median; 64 clients',
+    `${n1(sock.sequential.median_us)} µs; ${n0(sock.concurrent.requests_per_s)} req/s`,
+  );
+});
+
+section('detection', (det) => {
+  note('detection', det);
+  add(
+    `kill → HealthChanged at a client (median / p99 of ${det.kills})`,
+    `${n1(det.detectionMs.median)} / ${n1(det.detectionMs.p99)} ms`,
+    'p99 < 100 ms',
+    det.detectionMs.p99 < 100,
+  );
+  add(
+    'kill → unit active again (median / p99)',
+    `${n0(det.activeAgainMs.median)} / ${n0(det.activeAgainMs.p99)} ms`,
+  );
+  const idle = det.idle;
+  const perMin = idle.cpuSecondsPerMinuteSchedstat ?? (idle.cpuSecondsSchedstat / idle.seconds) * 60;
+  add(`idle CPU (${n0(idle.seconds)} s, 5 s poll)`, `${n2(perMin)} CPU s per minute`);
+  if (idle.containerProcessesCreated !== undefined)
+    add(
+      'child processes while idle (whole container / daemon children)',
+      `${idle.containerProcessesCreated} / ${idle.daemonChildrenSeen}`,
+      '0',
+      idle.containerProcessesCreated === 0 && idle.daemonChildrenSeen === 0,
+    );
+});
+
+section('soak', (soak) => {
+  note('soak', soak);
+  const b = soak.readings.beforeSoak;
+  const a = soak.readings.afterSoak;
+  add(
+    `soak ${soak.minutes} min: errors; RSS growth; fds; match rules`,
+    `${soak.load.total_errors} of ${soak.load.total_ok + soak.load.total_errors}; ${soak.rssGrowthMb >= 0 ? '+' : ''}${n1(soak.rssGrowthMb)} MB (${mbk(b.rssKb)} → ${mbk(a.rssKb)}); ${b.fds} → ${a.fds}; ${b.matchRules} → ${a.matchRules}`,
+    'growth < 2 MB, no leak',
+    soak.passed,
+  );
+  add('soak: highest RSS', `${mbk(soak.maxRssKb)} MB`, '< 50 MB', soak.maxRssKb < 50 * 1024);
+});
+
+section('chaos', (chaos) => {
+  note('chaos', chaos);
+  const overl = chaos.checks.find((c: Json) => /overlapping/.test(c.name));
+  add(
+    `chaos ${chaos.minutes} min, ${chaos.records.length} actions: all active after; overlaps; torn reads`,
+    `${n1(chaos.recoveredMs / 1000)} s; ${overl?.value.split(' ')[0] ?? '?'}; ${chaos.tornFile.unknown} of ${chaos.tornFile.reads}`,
+    'healthy, none, none',
+    chaos.passed,
+  );
+});
+
+const out = [
+  '| figure | measured | target | |',
+  '|---|---|---|---|',
+  ...rows.map((r) => `| ${r.join(' | ')} |`),
+];
+console.log(out.join('\n'));
+if (runs.length) console.log(`\nRuns: ${runs.join('; ')}.`);
+if (skipped.length)
+  console.log(`\nSkipped (result files of an older benchmark version): ${skipped.join(', ')}.`);

@@ -1,0 +1,80 @@
+#!/bin/bash
+# `npm run bench`: build, then every benchmark in turn (each prints a small table and writes
+# bench/results/NAME.json), then a summary of the figures against the targets (bench/summary.ts).
+#
+#   scripts/bench.sh [NAME...]       NAME: startup memory latency detection socket soak chaos (default: all)
+#   BENCH_QUICK=1 scripts/bench.sh   shortened runs of everything (a smoke test, not figures)
+#
+# Must run as root (sandboxes: systemd-nspawn), except `socket`. A full run takes about an hour, mostly the
+# soak (SOAK_MINUTES, default 30) and the chaos run (CHAOS_MINUTES, default 10); every benchmark's own
+# settings are environment variables listed at the top of its file in bench/. The exit status is non-zero
+# when a benchmark failed (the soak and the chaos run fail on a failed check).
+set -uo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$SRC"
+ALL=(startup memory latency detection socket soak chaos)
+if [ $# -gt 0 ]; then SELECTED=("$@"); else SELECTED=("${ALL[@]}"); fi
+for n in "${SELECTED[@]}"; do
+  case " ${ALL[*]} " in *" $n "*) ;; *) echo "bench: unknown benchmark '$n' (one of: ${ALL[*]})" >&2; exit 2 ;; esac
+done
+QUICK=${BENCH_QUICK:-0}
+export BENCH_QUICK=$QUICK
+
+echo "=== build"
+npx tsc -p tsconfig.json || { echo "bench: build failed" >&2; exit 1; }
+
+declare -a RESULTS=()
+FAILED=0
+before=" $(bash scripts/sandbox.sh list 2>/dev/null | tr '\n' ' ') "
+
+run() { # run NAME LIMIT_SECONDS CMD...   (the limit is a backstop against a hung benchmark)
+  local name=$1 limit=$2
+  shift 2
+  echo
+  echo "=== $name: $*"
+  local t0=$SECONDS
+  timeout --kill-after=30 "$limit" "$@"
+  local rc=$?
+  [ $rc -eq 124 ] && echo "=== $name: stopped after $limit s"
+  if [ $rc -eq 0 ]; then
+    RESULTS+=("PASS  $name ($((SECONDS - t0)) s)")
+  else
+    RESULTS+=("FAIL  $name (exit $rc, $((SECONDS - t0)) s)")
+    FAILED=1
+  fi
+}
+
+soak_min=${SOAK_MINUTES:-30}
+chaos_min=${CHAOS_MINUTES:-10}
+if [ "$QUICK" = 1 ]; then
+  soak_min=${SOAK_MINUTES:-1}
+  chaos_min=${CHAOS_MINUTES:-1}
+fi
+socket_args=()
+[ "$QUICK" = 1 ] && socket_args=(--requests 2000 --per-client 200)
+
+for n in "${SELECTED[@]}"; do
+  case $n in
+    startup) run startup 1200 node dist/bench/startup.js ;;
+    memory) run memory 2400 node dist/bench/memory.js ;;
+    latency) run latency 1200 node dist/bench/latency.js ;;
+    detection) run detection 1800 node dist/bench/detection.js ;;
+    socket) run socket 600 node dist/bench/socket-bench.js "${socket_args[@]}" ;;
+    soak) run soak $(((soak_min + 15) * 60)) node dist/bench/soak.js ;;
+    chaos) run chaos $(((chaos_min + 15) * 60)) node dist/bench/chaos.js ;;
+  esac
+done
+
+# The harness stops its containers even when a benchmark crashes; stop any this run still left.
+for n in $(bash scripts/sandbox.sh list 2>/dev/null); do
+  case $before in *" $n "*) ;; *) echo "=== stopping leftover container $n"; bash scripts/sandbox.sh stop "$n" ;; esac
+done
+
+echo
+echo "=== figures (bench/results/*.json)"
+node dist/bench/summary.js
+echo
+echo "=== summary"
+printf '  %s\n' "${RESULTS[@]}"
+exit $FAILED
