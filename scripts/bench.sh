@@ -26,7 +26,6 @@ npx tsc -p tsconfig.json || { echo "bench: build failed" >&2; exit 1; }
 
 declare -a RESULTS=()
 FAILED=0
-before=" $(bash scripts/sandbox.sh list 2>/dev/null | tr '\n' ' ') "
 
 run() { # run NAME LIMIT_SECONDS CMD...   (the limit is a backstop against a hung benchmark)
   local name=$1 limit=$2
@@ -66,10 +65,9 @@ for n in "${SELECTED[@]}"; do
   esac
 done
 
-# The harness stops its containers even when a benchmark crashes; stop any this run still left.
-for n in $(bash scripts/sandbox.sh list 2>/dev/null); do
-  case $before in *" $n "*) ;; *) echo "=== stopping leftover container $n"; bash scripts/sandbox.sh stop "$n" ;; esac
-done
+# No clean-up of containers here: other people's sandboxes may be running on the same machine. The harness
+# stops a benchmark's containers when it exits or is signalled, and the next start collects the containers
+# of a benchmark that was killed outright (scripts/sandbox.sh: the owner PID is gone).
 
 echo
 echo "=== figures (bench/results/*.json)"
