@@ -16,6 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
 import {
   childrenOf,
+  explainVanished,
   getHealth,
   HealthWatcher,
   hostPidOf,
@@ -106,7 +107,13 @@ async function main(): Promise<number> {
     const seenChildren = new Set<number>();
     let childSamples = 0;
     while (nowMs() - w0 < IDLE_SECONDS * 1000) {
-      for (const c of childrenOf(sb, pid)) seenChildren.add(c);
+      let children: number[];
+      try {
+        children = childrenOf(sb, pid);
+      } catch (err) {
+        throw new Error(`idle measurement broken: ${String(err)}: ${await explainVanished(sb, pid)}`);
+      }
+      for (const c of children) seenChildren.add(c);
       childSamples++;
       await sleep(20);
     }

@@ -2,7 +2,7 @@
 // monitor running inside the container (as transient units, writing JSON lines to a file), the daemon's
 // structured journal entries, unit properties, GetStatus, and /proc readings of the daemon taken from the
 // host side (so that reading them spawns nothing inside the container).
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JournalEntry, Sandbox } from './harness.js';
 
@@ -310,6 +310,27 @@ export function childrenOf(sb: Sandbox, pid: number): number[] {
     for (const p of s.trim().split(/\s+/)) if (p !== '') out.push(Number(p));
   }
   return out;
+}
+
+/**
+ * Why a process of the container could not be read any more: the container gone, or the daemon restarted
+ * (with the journal's last entries about it). For error messages.
+ */
+export async function explainVanished(sb: Sandbox, pid: number): Promise<string> {
+  if (!existsSync(`/proc/${sb.leader}`)) return `the container (leader ${sb.leader}) is gone`;
+  const now = await sb.exec([
+    'systemctl',
+    'show',
+    '-p',
+    'MainPID',
+    '-p',
+    'NRestarts',
+    '-p',
+    'Result',
+    'openauto-system',
+  ]);
+  const tail = await sb.exec(['journalctl', '-n', '25', '--no-pager', '-u', 'openauto-system.service']);
+  return `PID ${pid} is gone; openauto-system.service now: ${now.stdout.trim().replace(/\n/g, ' ')}\n${tail.stdout}`;
 }
 
 /** Sum of the process's threads' CPU time in ns (from schedstat; finer than stat's clock ticks). */

@@ -4,13 +4,13 @@
 // counters and journals start clean.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { BUS_NAME, daemonBuilt, INTERFACE, OBJECT_PATH, Sandbox, sandboxUnavailable } from './harness.js';
 import {
   BusMonitor,
   childrenOf,
   daemonJournal,
+  explainVanished,
   getHealth,
   getStatus,
   type HealthEvent,
@@ -507,12 +507,7 @@ describe('health monitor recovery (real systemd)', { skip }, () => {
           children = childrenOf(s, pid);
         } catch (err) {
           // The daemon (or the whole container) went away: say which, with the daemon's last words.
-          const container = existsSync(`/proc/${s.leader}`) ? 'running' : 'gone';
-          const tail =
-            container === 'running' ? await s.exec(['journalctl', '-n', '30', '--no-pager']) : undefined;
-          throw new Error(
-            `daemon PID ${pid} vanished after ${looks} looks (container ${container}): ${String(err)}\n${tail?.stdout ?? ''}`,
-          );
+          throw new Error(`after ${looks} looks: ${String(err)}: ${await explainVanished(s, pid)}`);
         }
         for (const c of children) seen.add(c);
         looks++;
