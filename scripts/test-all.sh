@@ -15,8 +15,8 @@ stage() { # stage NAME LIMIT_SECONDS CMD...   (the limit is a backstop against a
   echo
   echo "=== $name: $*"
   local t0=$SECONDS
-  timeout --kill-after=30 "$limit" "$@"
-  local rc=$?
+  timeout --kill-after=30 "$limit" "$@" 2>&1 | tee -a "$OUTPUT"
+  local rc=${PIPESTATUS[0]}
   [ $rc -eq 124 ] && echo "=== $name: stopped after $limit s"
   if [ $rc -eq 0 ]; then
     RESULTS+=("PASS  $name ($((SECONDS - t0)) s)")
@@ -30,13 +30,9 @@ stage() { # stage NAME LIMIT_SECONDS CMD...   (the limit is a backstop against a
 # Debian packages and node_modules, installed when missing (a fresh Debian 12 machine).
 bash scripts/deps.sh || { echo "=== deps failed" >&2; exit 1; }
 
-# The runners' own counts, summed into one closing line.
-COUNTS=$(mktemp)
-trap 'rm -f "$COUNTS"' EXIT
-count() { # count CMD...: runs a node:test command, copying its output and keeping its pass/fail counts
-  "$@" 2>&1 | tee >(grep -E '^\S+ (pass|fail) [0-9]+$' >>"$COUNTS")
-  return "${PIPESTATUS[0]}"
-}
+# Everything the stages print is kept too, to sum the runners' own counts into one closing line.
+OUTPUT=$(mktemp)
+trap 'rm -f "$OUTPUT"' EXIT
 
 stage build 600 npx tsc -p tsconfig.json
 stage lint 300 npx biome check .
@@ -44,7 +40,7 @@ stage lint 300 npx biome check .
 shopt -s globstar nullglob
 unit=(dist/test/unit/**/*.test.js)
 if [ ${#unit[@]} -gt 0 ]; then
-  stage unit 900 count node --test --test-timeout=120000 --test-reporter=spec "${unit[@]}"
+  stage unit 900 node --test --test-timeout=120000 --test-reporter=spec "${unit[@]}"
 else
   RESULTS+=("SKIP  unit (no tests)")
 fi
@@ -55,7 +51,7 @@ if [ ${#sandbox[@]} -eq 0 ]; then
 elif [ "$(id -u)" != 0 ]; then
   RESULTS+=("SKIP  sandbox (needs root)")
 else
-  stage sandbox 4500 count node --test --test-concurrency=1 --test-timeout=900000 --test-reporter=spec "${sandbox[@]}"
+  stage sandbox 4500 node --test --test-concurrency=1 --test-timeout=900000 --test-reporter=spec "${sandbox[@]}"
   # The harness stops its containers even when a test file fails or is signalled; a test process that was
   # SIGKILLed leaves its containers to this (others' running containers are left alone).
   bash scripts/sandbox.sh gc
@@ -64,9 +60,9 @@ fi
 echo
 echo "=== summary"
 printf '  %s\n' "${RESULTS[@]}"
-sleep 0.2 # let tee's grep finish writing
-passed=$(awk '$2 == "pass" { n += $3 } END { print n + 0 }' "$COUNTS")
-failed=$(awk '$2 == "fail" { n += $3 } END { print n + 0 }' "$COUNTS")
+# node:test's spec reporter ends each run with "ℹ pass N" and "ℹ fail N".
+passed=$(grep -aE '^\S+ pass [0-9]+$' "$OUTPUT" | awk '{ n += $3 } END { print n + 0 }')
+failed=$(grep -aE '^\S+ fail [0-9]+$' "$OUTPUT" | awk '{ n += $3 } END { print n + 0 }')
 # A stage that failed without a failing test (build, lint, a crashed runner) still counts as a failure.
 if [ "$FAILED" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 echo "tests: $passed passed, $failed failed"

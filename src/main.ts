@@ -96,6 +96,7 @@ async function run(settings: Settings): Promise<void> {
     setTimezone: (tz) => setTimezone(bus, tz),
   });
   const removed = await applier.cleanup();
+  await applier.inspect();
   if (removed > 0)
     log.notice(`removed ${removed} temporary file(s) left by an interrupted write`, { count: removed });
   const authorizer = new Authorizer(bus);

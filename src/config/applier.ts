@@ -211,7 +211,8 @@ export class ConfigApplier {
     }
   }
 
-  private async applyWifi(rec: ApplyRecord): Promise<ApplyResult> {
+  /** Reads and validates the wifi section and renders hostapd.conf; touches nothing. */
+  private async planWifi() {
     const doc = await readConfig(this.paths.config);
     const previous = await this.snapshot(this.paths.hostapdConf);
     const cfg = await validateRaw('wifi', rawSection(doc, 'wifi'), {
@@ -219,6 +220,41 @@ export class ConfigApplier {
       zoneinfoDir: this.paths.zoneinfo,
     });
     const text = await this.render(() => renderHostapdConf(this.paths.templates, cfg), 'hostapd.conf');
+    return { cfg, text, previous };
+  }
+
+  /** Reads and validates the network section and renders the .network file; touches nothing. */
+  private async planNetwork() {
+    const doc = await readConfig(this.paths.config);
+    const cfg = await validateRaw('network', rawSection(doc, 'network'), {
+      zoneinfoDir: this.paths.zoneinfo,
+    });
+    const text = await this.render(() => renderNetworkFile(this.paths.templates, cfg), NETWORK_FILE);
+    const previous = await this.snapshot(this.networkFile);
+    return { cfg, text, previous };
+  }
+
+  /**
+   * Start-up: a file-backed section whose system file already holds exactly what config.yaml renders counts
+   * as applied, so GetStatus shows it before anyone calls ApplyConfig. Changes nothing; problems are only
+   * logged (they will be reported to whoever applies the section).
+   */
+  async inspect(): Promise<void> {
+    const plans = { wifi: () => this.planWifi(), network: () => this.planNetwork() } as const;
+    for (const [section, plan] of Object.entries(plans) as [keyof typeof plans, (typeof plans)['wifi']][]) {
+      try {
+        const { cfg, text, previous } = await plan();
+        if (previous && previous.data.equals(Buffer.from(text))) {
+          this.applied[section] = { ...summarizeSection(section, cfg), applied_at: 'before start' };
+        }
+      } catch (err) {
+        log.debug(`config section ${section} not inspected`, { SECTION: section, DETAIL: errText(err) });
+      }
+    }
+  }
+
+  private async applyWifi(rec: ApplyRecord): Promise<ApplyResult> {
+    const { cfg, text, previous } = await this.planWifi();
     const gid = await lookupGroupId('openauto', this.paths.groupFile);
     // The app (group openauto) reads the passphrase from here; nobody else may.
     const meta: FileMeta = gid === undefined ? { mode: 0o600 } : { mode: 0o640, gid };
@@ -228,12 +264,7 @@ export class ConfigApplier {
   }
 
   private async applyNetwork(rec: ApplyRecord): Promise<ApplyResult> {
-    const doc = await readConfig(this.paths.config);
-    const cfg = await validateRaw('network', rawSection(doc, 'network'), {
-      zoneinfoDir: this.paths.zoneinfo,
-    });
-    const text = await this.render(() => renderNetworkFile(this.paths.templates, cfg), NETWORK_FILE);
-    const previous = await this.snapshot(this.networkFile);
+    const { cfg, text, previous } = await this.planNetwork();
     // networkd reads it as user systemd-network; nothing secret in it.
     const result = await this.replaceAndRestart(
       'network',

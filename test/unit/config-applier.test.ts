@@ -393,6 +393,26 @@ describe('journal and status', () => {
     assert.deepEqual(summary.time, { timezone: 'Europe/Berlin', applied_at: '2024-05-01T12:00:00.000Z' });
   });
 
+  test('at start-up, a section whose file already matches counts as applied; others do not', async () => {
+    const cfg = validConfig();
+    await sb.writeConfig(cfg);
+    await new ConfigApplier(sys.deps(sb.paths)).apply('wifi');
+    await new ConfigApplier(sys.deps(sb.paths)).apply('network');
+    cfg.network.ap_ip = '10.0.0.3';
+    await sb.writeConfig(cfg);
+    const h = await fileState(sb.paths.hostapdConf);
+    const restarts = sys.restarts.length;
+
+    const fresh = new ConfigApplier(sys.deps(sb.paths));
+    await fresh.inspect();
+    const summary = fresh.appliedSummary();
+    assert.equal((summary.wifi as { ssid: string }).ssid, 'Car');
+    assert.equal((summary.wifi as { applied_at: string }).applied_at, 'before start');
+    assert.equal(summary.network, undefined, 'the .network file differs from what config.yaml renders');
+    assert.deepEqual(await fileState(sb.paths.hostapdConf), h, 'inspect touched nothing');
+    assert.equal(sys.restarts.length, restarts);
+  });
+
   test('a failed apply leaves the previous summary', async () => {
     const cfg = validConfig();
     await sb.writeConfig(cfg);
