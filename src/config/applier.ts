@@ -244,7 +244,7 @@ export class ConfigApplier {
     for (const [section, plan] of Object.entries(plans) as [keyof typeof plans, (typeof plans)['wifi']][]) {
       try {
         const { cfg, text, previous } = await plan();
-        if (previous && previous.data.equals(Buffer.from(text))) {
+        if (previous?.data.equals(Buffer.from(text))) {
           this.applied[section] = { ...summarizeSection(section, cfg), applied_at: 'before start' };
         }
       } catch (err) {
