@@ -74,9 +74,13 @@ function trackerSettings(service: ServiceName, base: Partial<RecoverySettings>):
   return { ...base, degradedGraceMs: grace * 2 };
 }
 
+/** How often the safety-net poll also re-runs the bus-backed functional checks of healthy services. */
+const DEEP_CHECK_MS = 60_000;
+
 export class HealthMonitor extends EventEmitter {
   private readonly watched = new Map<ServiceName, Watched>();
   private current: HealthMap = initialHealth();
+  private polls = 0;
   private pollTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -215,11 +219,35 @@ export class HealthMonitor extends EventEmitter {
   private schedulePoll(): void {
     if (this.stopped) return;
     this.pollTimer = setTimeout(() => {
-      void Promise.all(SERVICE_NAMES.map((s) => this.refreshAndEvaluate(s))).finally(() =>
-        this.schedulePoll(),
-      );
+      void this.poll().finally(() => this.schedulePoll());
     }, this.deps.pollMs);
     this.pollTimer.unref();
+  }
+
+  /**
+   * The safety net, kept cheap because it runs forever on a small CPU: one ListUnitsByNames for the three
+   * units (a full GetAll only for a unit whose state differs from what the signals said), hostapd's check of
+   * the AP address (local: getifaddrs), and the bus-backed checks (networkd, BlueZ) for services that are not
+   * healthy and, for healthy ones, once a minute: networkd's link and BlueZ's adapter signals report the rest
+   * at once.
+   */
+  private async poll(): Promise<void> {
+    this.polls++;
+    const deep = this.polls % Math.max(1, Math.round(DEEP_CHECK_MS / this.deps.pollMs)) === 0;
+    let changed: string[];
+    try {
+      changed = await this.deps.systemd.changedSince(SERVICE_NAMES.map((s) => SERVICES[s].unit));
+    } catch (err) {
+      log.warning('listing unit states failed', { error: errText(err) });
+      changed = SERVICE_NAMES.map((s) => SERVICES[s].unit);
+    }
+    await Promise.all(
+      SERVICE_NAMES.map((s) => {
+        if (changed.includes(SERVICES[s].unit)) return this.refreshAndEvaluate(s);
+        if (deep || s === 'hostapd' || this.current[s] !== 'active') return this.evaluate(s);
+        return undefined;
+      }),
+    );
   }
 
   /** Reads the unit's state (GetAll); false when that failed. */

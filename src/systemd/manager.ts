@@ -130,6 +130,43 @@ export class SystemdManager {
     return state;
   }
 
+  /**
+   * The cheap safety-net read: one ListUnitsByNames call for all units, compared with what the signals last
+   * said. Returns the units whose load/active/sub state or queued job differ (read those with refresh()).
+   */
+  async changedSince(units: string[]): Promise<string[]> {
+    const reply = await this.managerCall('ListUnitsByNames', 'as', [units]);
+    // a(ssssssouso): name, description, load, active, sub, following, path, job id, job type, job path
+    const rows = reply.body[0] as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      number,
+      string,
+      string,
+    ][];
+    const changed: string[] = [];
+    for (const unit of units) {
+      const row = rows.find((r) => r[0] === unit);
+      const known = this.states.get(unit);
+      if (
+        !row ||
+        !known ||
+        known.loadState !== row[2] ||
+        known.activeState !== row[3] ||
+        known.subState !== row[4] ||
+        known.jobPath !== row[9]
+      ) {
+        changed.push(unit);
+      }
+    }
+    return changed;
+  }
+
   state(unit: string): UnitState | undefined {
     return this.states.get(unit);
   }
