@@ -73,20 +73,20 @@ section('memory', (mem) => {
   );
   add(
     `RSS after ${mem.requests} mixed D-Bus/socket requests`,
-    `${mbk(r.afterRequests.rssKb)} MB (+${n1(s.growthMb.requests)})`,
+    `${mbk(r.afterRequests.rssKb)} MB (${s.growthMb.requests >= 0 ? '+' : ''}${n1(s.growthMb.requests)})`,
     '< 50 MB',
     r.afterRequests.rssKb < 50 * 1024,
   );
   add(
-    `RSS after ${s.simulation.pollCycles} poll cycles (${n1(s.simulation.equivalentHoursAtShippedPoll)} h of 5 s polls)`,
-    `${mbk(r.afterSimulation.rssKb)} MB (+${n1(s.growthMb.simulation)})`,
+    `RSS over ${s.simulation.pollCycles} poll cycles = ${n1(s.simulation.equivalentHoursAtShippedPoll)} h of 5 s polls (restarted with a 10 ms poll)`,
+    `${mbk(r.simulationStart.rssKb)} → ${mbk(r.afterSimulation.rssKb)} MB (${s.growthMb.simulation >= 0 ? '+' : ''}${n1(s.growthMb.simulation)})`,
     'growth < 2 MB',
     s.growthMb.simulation < 2,
   );
   for (const v of mem.variants ?? []) {
     const vr = v.readings;
     add(
-      `… with NODE_OPTIONS=${v.variant.nodeOptions}: start / requests / monitoring`,
+      `… with NODE_OPTIONS=${v.variant.nodeOptions}: after start / after requests / end of monitoring`,
       `${mbk(vr.afterStart.rssKb)} / ${mbk(vr.afterRequests.rssKb)} / ${mbk(vr.afterSimulation.rssKb)} MB`,
       '< 50 MB',
       Math.max(vr.afterStart.rssKb, vr.afterRequests.rssKb, vr.afterSimulation.rssKb) < 50 * 1024,
