@@ -4,11 +4,12 @@
 //   2. after 10,000 mixed requests from inside the container (D-Bus GetHealth and GetStatus, socket
 //      get_health and get_status, 4 concurrent clients, as the app user), 5 s settled;
 //   3. simulated monitoring: the daemon is then restarted with OPENAUTO_POLL_MS=10 instead of 5000 (added to
-//      /etc/default/openauto-system), so each second holds many safety-net poll cycles (each: GetAll of the
-//      three units and every functional check); after a 10 s warm-up it is read, runs MEMORY_SIM_SECONDS,
-//      and is read again: the growth is between those two readings of that process. Cycles are counted
-//      exactly from the BlueZ stand-in's log (one Adapter1.Powered read per cycle); 720 cycles are one hour
-//      of the shipped 5 s poll.
+//      /etc/default/openauto-system), so each second holds many safety-net poll cycles; after a 10 s warm-up
+//      it is read, runs MEMORY_SIM_SECONDS, and is read again: the growth is between those two readings of
+//      that process. A bus monitor counts the calls the daemon sends meanwhile, per member: one
+//      ListUnitsByNames per poll cycle; 720 cycles are one hour of the shipped 5 s poll. (The poll's deeper
+//      bus-backed checks of healthy services run once a minute of wall-clock time, so the simulation holds
+//      fewer of those than the hours it stands for: their count is in the JSON, DescribeLink/Get.)
 // For reference it also measures a bare `node`, node with the daemon's dependencies imported, and node with
 // all of the daemon's modules imported (not started), on the host (same node binary).
 // Prints a table and writes bench/results/memory.json.
@@ -21,6 +22,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { REPO_ROOT, Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
+import { BusMonitor } from '../test/sandbox/helpers-health.js';
 import {
   allActiveWithin,
   type DaemonReading,
@@ -64,18 +66,33 @@ process.exit(0);`;
   return JSON.parse(out.trim().split('\n').pop() as string);
 }
 
-/** Adapter1.Powered reads logged by the BlueZ stand-in since `sinceMs` (one per poll cycle). */
-async function pollCycles(sb: Sandbox, sinceMs: number): Promise<number> {
-  const since = `@${(sinceMs / 1000).toFixed(3)}`;
-  const r = await sb.exec(
-    [
-      'sh',
-      '-c',
-      `journalctl -q --no-pager -o cat SYSLOG_IDENTIFIER=python3 --since=${since} | grep -c 'Get /org/bluez/hci0 org.bluez.Adapter1.Powered'`,
-    ],
-    { timeoutMs: 60_000 },
-  );
-  return Number(r.stdout.trim());
+/** Method calls the daemon sends, per member, seen by a bus monitor (busctl) writing one JSON line each. */
+async function startCallCounter(
+  sb: Sandbox,
+  uniqueName: string,
+): Promise<() => Promise<Record<string, number>>> {
+  const mon = await BusMonitor.start(sb, [`type='method_call',sender='${uniqueName}'`], 'bench-calls');
+  return async () => {
+    await mon.stop();
+    const r = await sb.execOk(
+      ['sh', '-c', `grep -o '"member":"[A-Za-z0-9_]*"' ${mon.file} | sort | uniq -c`],
+      { timeoutMs: 60_000 },
+    );
+    const counts: Record<string, number> = {};
+    for (const line of r.split('\n')) {
+      const m = /^\s*(\d+) "member":"([^"]+)"/.exec(line);
+      if (m) counts[m[2] as string] = Number(m[1]);
+    }
+    return counts;
+  };
+}
+
+/**
+ * Poll cycles from the daemon's calls: its safety-net poll sends one ListUnitsByNames per cycle (an earlier
+ * version sent a GetAll per unit instead: three per cycle).
+ */
+function cyclesFrom(calls: Record<string, number>): number {
+  return calls.ListUnitsByNames ?? Math.round((calls.GetAll ?? 0) / 3);
 }
 
 async function main(): Promise<number> {
@@ -145,7 +162,7 @@ async function main(): Promise<number> {
     );
     console.log(
       `requests: ${m.requests.total_ok} answered, ${m.requests.total_errors} errors, in ${m.requests.seconds.toFixed(1)} s; ` +
-        `monitoring: ${m.simulation.pollCycles} cycles in ${simSeconds} s; daemon ${m.restarted ? 'RESTARTED' : 'not restarted'}`,
+        `monitoring: ${m.simulation.pollCycles} cycles in ${simSeconds} s (calls sent: ${JSON.stringify(m.simulation.callsByMember)}); daemon ${m.restarted ? 'RESTARTED' : 'not restarted'}`,
     );
   }
   printTable('reference processes on the host (MB)', [
@@ -218,6 +235,7 @@ async function measure(variant: Variant, requests: number, simSeconds: number) {
     await allActiveWithin(sb, 30_000);
     await sleep(10_000);
     const simulationStart = await readDaemon(sb);
+    const stopCounter = await startCallCounter(sb, simulationStart.uniqueName);
     const simStart = nowMs();
     const samples: DaemonReading[] = [simulationStart];
     while (nowMs() - simStart < simSeconds * 1000) {
@@ -225,7 +243,8 @@ async function measure(variant: Variant, requests: number, simSeconds: number) {
       samples.push(await readDaemon(sb));
     }
     const afterSim = samples.at(-1) as DaemonReading;
-    const cycles = await pollCycles(sb, simStart);
+    const calls = await stopCounter();
+    const cycles = cyclesFrom(calls);
     const simHours = (cycles * SHIPPED_POLL_MS) / 3_600_000;
     return {
       variant,
@@ -239,8 +258,9 @@ async function measure(variant: Variant, requests: number, simSeconds: number) {
         seconds: simSeconds,
         pollCycles: cycles,
         equivalentHoursAtShippedPoll: round(simHours, 2),
+        callsByMember: calls,
         method:
-          'daemon restarted with poll 10 ms; growth between a reading 10 s after that start and the end; cycles counted from the BlueZ stand-in log (one Adapter1.Powered read per cycle)',
+          'daemon restarted with poll 10 ms; growth between a reading 10 s after that start and the end; cycles = the ListUnitsByNames calls it sent, seen by a bus monitor',
       },
       readings: { afterStart, afterRequests, simulationStart, afterSimulation: afterSim },
       growthMb: {

@@ -16,7 +16,9 @@
 //
 //   node dist/bench/soak.js        (as root; the daemon must be built)
 // Environment: SOAK_MINUTES (30), SOAK_OPS_SECONDS (10), SOAK_SAMPLE_SECONDS (30), SOAK_WARMUP_SECONDS (60);
-// BENCH_QUICK=1 makes them 1, 5, 10, 15.
+// BENCH_QUICK=1 makes them 1, 5, 10, 15. SOAK_NODE_OPTIONS: NODE_OPTIONS for the daemon (e.g.
+// --max-old-space-size=32: with V8's heap capped, a leak cannot hide in the slack V8 leaves before it
+// collects; the result is then written to soak-<options>.json).
 import { APP_USER, Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
 import { getHealth } from '../test/sandbox/helpers-health.js';
 import {
@@ -43,6 +45,7 @@ const WARMUP_SECONDS = setting('SOAK_WARMUP_SECONDS', 60, 15);
 const LOAD = { dbusWorkers: 2, socketWorkers: 2, paceMs: 20, churnEvery: 500 };
 const RSS_GROWTH_LIMIT_MB = 2;
 const SERVICES = ['hostapd', 'networkd', 'bluetooth'] as const;
+const NODE_OPTIONS = process.env.SOAK_NODE_OPTIONS ?? '';
 
 interface LoadResult {
   seconds: number;
@@ -124,8 +127,10 @@ async function main(): Promise<number> {
     log(`bench/soak: ${why}`);
     return 2;
   }
-  log(`booting a sandbox (daemon with its default timings); soak of ${MINUTES} min...`);
-  const sb = await Sandbox.start({ name: 'bench-soak' });
+  log(
+    `booting a sandbox (daemon with its default timings${NODE_OPTIONS ? `, NODE_OPTIONS=${NODE_OPTIONS}` : ''}); soak of ${MINUTES} min...`,
+  );
+  const sb = await Sandbox.start({ name: 'bench-soak', env: NODE_OPTIONS ? { NODE_OPTIONS } : {} });
   try {
     await allActiveWithin(sb, 30_000);
     const start = await readDaemon(sb);
@@ -236,10 +241,10 @@ async function main(): Promise<number> {
       },
     ];
 
-    printTable(`soak: ${round(soakSeconds / 60)} min, shipped timings`, [
-      ['check', 'value', 'result'],
-      ...checks.map((c) => [c.name, c.value, c.ok ? 'PASS' : 'FAIL']),
-    ]);
+    printTable(
+      `soak: ${round(soakSeconds / 60)} min, shipped timings${NODE_OPTIONS ? `, NODE_OPTIONS=${NODE_OPTIONS}` : ''}`,
+      [['check', 'value', 'result'], ...checks.map((c) => [c.name, c.value, c.ok ? 'PASS' : 'FAIL'])],
+    );
     const kindRows = Object.entries(loadResult.kinds).map(([k, v]) => [
       k,
       v.ok,
@@ -260,12 +265,19 @@ async function main(): Promise<number> {
     console.log(
       `RSS: ${mb(start.rssKb)} MB after start, ${mb(b.rssKb)} MB after warm-up, at most ${mb(maxRss)} MB during the soak, ${mb(a.rssKb)} MB at the end (target: under 50 MB)`,
     );
+    console.log(
+      `RSS every ${SAMPLE_SECONDS} s during the soak (MB): ${samples.map((x) => mb(x.rssKb)).join(' ')}`,
+    );
     for (const o of badOps) console.log(`  operation ${o.what} over ${o.transport}: ${o.problem}`);
     for (const e of [...warm.examples, ...loadResult.examples]) console.log(`  client error: ${e}`);
 
     const failed = checks.filter((c) => !c.ok);
-    const file = writeResult('soak', {
+    const name = NODE_OPTIONS
+      ? `soak-${NODE_OPTIONS.replace(/[^A-Za-z0-9=]+/g, '-').replace(/^-+|-+$/g, '')}`
+      : 'soak';
+    const file = writeResult(name, {
       minutes: MINUTES,
+      nodeOptions: NODE_OPTIONS,
       settings: {
         opsSeconds: OPS_SECONDS,
         sampleSeconds: SAMPLE_SECONDS,

@@ -2,7 +2,7 @@
 // Performance section is this output). Missing results are left out.
 //
 //   node dist/bench/summary.js
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../test/sandbox/harness.js';
 
@@ -38,12 +38,12 @@ const add = (figure: string, value: string, target = '', ok?: boolean) =>
   rows.push([figure, value, target, verdict(ok)]);
 const runs: string[] = [];
 const skipped: string[] = [];
-const note = (name: string, r: Json) => {
+function note(name: string, r: Json): void {
   if (r)
     runs.push(
       `${name} ${String(r.date).slice(0, 16)}${r.quick ? ' (quick)' : ''}, load ${(r.machine?.loadavg ?? []).join('/')}`,
     );
-};
+}
 
 section('startup', (st) => {
   note('startup', st);
@@ -150,18 +150,22 @@ section('detection', (det) => {
     );
 });
 
-section('soak', (soak) => {
-  note('soak', soak);
+const soakRows = (soak: Json) => {
+  note(soak.benchmark, soak);
   const b = soak.readings.beforeSoak;
   const a = soak.readings.afterSoak;
+  const opts = soak.nodeOptions ? ` with NODE_OPTIONS=${soak.nodeOptions}` : '';
   add(
-    `soak ${soak.minutes} min: errors; RSS growth; fds; match rules`,
+    `soak ${soak.minutes} min${opts}: errors; RSS growth; fds; match rules`,
     `${soak.load.total_errors} of ${soak.load.total_ok + soak.load.total_errors}; ${soak.rssGrowthMb >= 0 ? '+' : ''}${n1(soak.rssGrowthMb)} MB (${mbk(b.rssKb)} → ${mbk(a.rssKb)}); ${b.fds} → ${a.fds}; ${b.matchRules} → ${a.matchRules}`,
     'growth < 2 MB, no leak',
     soak.passed,
   );
-  add('soak: highest RSS', `${mbk(soak.maxRssKb)} MB`, '< 50 MB', soak.maxRssKb < 50 * 1024);
-});
+  add(`soak${opts}: highest RSS`, `${mbk(soak.maxRssKb)} MB`, '< 50 MB', soak.maxRssKb < 50 * 1024);
+};
+section('soak', soakRows);
+for (const f of readdirSync(join(REPO_ROOT, 'bench', 'results')).sort())
+  if (/^soak-.+\.json$/.test(f)) section(f.replace(/\.json$/, ''), soakRows);
 
 section('chaos', (chaos) => {
   note('chaos', chaos);
