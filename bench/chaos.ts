@@ -7,10 +7,11 @@
 // daemon is down are expected and only reported. hostapd.conf is read from the host every 5 ms.
 // Afterwards:
 //   - every service healthy: GetHealth all active within CHAOS_SETTLE_SECONDS;
-//   - no two jobs of one unit overlapped: PID 1's journal messages carry JOB_ID, and between a job's
-//     "Starting…"/"Stopping…" and its result no other job of that unit may appear (see ops.ts). Overlaps
-//     whose jobs began while this run's own `systemctl restart bluetooth` was in flight are counted apart:
-//     the daemon cannot coordinate with a restart it never sees;
+//   - no two restarts of one unit overlapped: PID 1's journal messages carry JOB_ID, and after a job's
+//     "Starting…" or "Stopping…" the next message for that unit must be that phase's result; another job, or
+//     the same job stopping again mid-start (a second restart merged into a running one), is an overlap
+//     (see jobOverlaps in ops.ts). Overlaps that involve this run's own `systemctl restart bluetooth` are
+//     counted apart: the daemon cannot coordinate with a restart it never sees;
 //   - no torn file: every read of hostapd.conf was one of its known renderings (the installed file and the
 //     daemon's rendering for each SSID, captured before the chaos), it never went missing, and no temp file
 //     of an interrupted write is left.
@@ -296,7 +297,7 @@ async function main(): Promise<number> {
         ok: Object.values(unitStates).every((s) => s === 'active'),
       },
       {
-        name: 'overlapping jobs of one unit',
+        name: 'overlapping restarts of one unit',
         value: `${daemonOverlaps.length} (and ${externalOverlaps} with our own systemctl restart) in ${entries.length} job messages`,
         ok: daemonOverlaps.length === 0,
       },

@@ -74,7 +74,6 @@ export function readHostapdConf(sb: Sandbox): Promise<string> {
 
 const STARTING = '7d4958e842da4a758f6c1cdc7b36dcc5';
 const STOPPING = 'de5b426a63be47a7b6ac3eaac82e2f6f';
-const STOPPED = '9d1aaa27d60140bd96365438aad20286';
 
 /** One of PID 1's job messages for a unit ("Starting…", "Started…", "Stopping…", "Stopped…", "Failed…"). */
 export interface JobEntry {
@@ -121,24 +120,29 @@ export async function jobEntries(sb: Sandbox, units: string[], sinceMs: number):
 }
 
 /**
- * Jobs of one unit that overlapped: a job begins with "Starting…" or "Stopping…" and ends with its result
- * (JOB_RESULT; for a restart, the "Stopped" half-way carries one too and the job goes on starting). Any
- * message of another job of the unit in between means two jobs overlapped: the first was replaced or
- * cancelled mid-way by the second.
+ * Restarts of one unit that overlapped, from PID 1's job messages. A job's start phase begins with
+ * "Starting…" and must end with that start's result (JOB_TYPE=start with a JOB_RESULT: "Started", "Failed to
+ * start", …); its stop phase begins with "Stopping…" and ends with "Stopped" (of a stop or of a restart,
+ * which then starts). Anything else for the unit in between means a second request cut in: another job's
+ * message, or the same job stopping again mid-start (systemd merges a second restart into a running one and
+ * starts over: "Starting…", "Stopped", "Starting…").
  */
 export function jobOverlaps(entries: JobEntry[]): JobOverlap[] {
-  const open = new Map<string, JobEntry>();
+  const open = new Map<string, { phase: 'start' | 'stop'; entry: JobEntry }>();
   const out: JobOverlap[] = [];
   for (const e of entries) {
+    const begins = e.messageId === STARTING ? 'start' : e.messageId === STOPPING ? 'stop' : undefined;
     const cur = open.get(e.unit);
-    if (cur && cur.jobId !== e.jobId) {
-      out.push({ unit: e.unit, open: cur, other: e });
+    if (cur) {
       open.delete(e.unit);
+      const ends =
+        cur.entry.jobId === e.jobId &&
+        e.jobResult !== undefined &&
+        (cur.phase === 'start' ? e.jobType === 'start' : e.jobType === 'stop' || e.jobType === 'restart');
+      if (ends) continue;
+      out.push({ unit: e.unit, open: cur.entry, other: e });
     }
-    const begins = e.messageId === STARTING || e.messageId === STOPPING;
-    const halfway = e.messageId === STOPPED && e.jobType === 'restart';
-    if (e.jobResult !== undefined && !halfway) open.delete(e.unit);
-    else if (begins && !open.has(e.unit)) open.set(e.unit, e);
+    if (begins) open.set(e.unit, { phase: begins, entry: e });
   }
   return out;
 }
