@@ -47,6 +47,18 @@ async function readExpectation(settings: Settings): Promise<ApExpectation> {
   }
 }
 
+/** A call to the bus daemon itself (name ownership). */
+function nameCall(member: string, signature: string, body: unknown[]) {
+  return {
+    destination: 'org.freedesktop.DBus',
+    path: '/org/freedesktop/DBus',
+    interface: 'org.freedesktop.DBus',
+    member,
+    signature,
+    body,
+  };
+}
+
 async function run(settings: Settings): Promise<void> {
   const version = packageVersion();
   const bus = await Bus.connect();
@@ -124,26 +136,27 @@ async function run(settings: Settings): Promise<void> {
   const face = new System1Export(bus, daemon, version, settings.interfaceXml, profiles);
   face.export();
   profiles.export();
-  // Registration runs in the background (retried forever): BlueZ being absent never delays readiness.
-  profiles.start();
   daemon.on('healthChanged', (h) => face.healthChanged(h));
 
   await monitor.start();
 
   let socket: SocketServer | undefined;
   if (settings.socketEnabled) {
-    const fds = listenFdsFromEnv();
+    const listenFds = listenFdsFromEnv();
     socket = new SocketServer(daemon, {
       path: settings.socket,
       groupFile: settings.groupFile,
       // Answers still in flight get half a second; the whole stop is bounded at 1 s.
       closeGraceMs: 500,
-      ...(fds[0] !== undefined ? { listenFd: fds[0] } : {}),
+      ...(listenFds[0] !== undefined ? { listenFd: listenFds[0] } : {}),
     });
     await socket.start();
   }
 
-  const reply = await bus.raw.requestName(BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE);
+  // Through our bounded call (dbus-next's requestName has no timeout).
+  const reply = Number(
+    (await bus.call(nameCall('RequestName', 'su', [BUS_NAME, dbus.NameFlag.DO_NOT_QUEUE]))).body[0],
+  );
   if (reply !== dbus.RequestNameReply.PRIMARY_OWNER && reply !== dbus.RequestNameReply.ALREADY_OWNER) {
     log.err(`${BUS_NAME} is owned by another process`, { error_code: 'NameTaken' });
     monitor.stop();
@@ -153,6 +166,9 @@ async function run(settings: Settings): Promise<void> {
     process.exitCode = 1;
     return;
   }
+  // Only the owner of the name registers with BlueZ (a second instance must not). In the background and
+  // retried forever: BlueZ being absent never delays readiness.
+  profiles.start();
   log.info(`openauto-system ${version} ready`, { version, health: JSON.stringify(daemon.getHealth()) });
 
   let stopping = false;
@@ -166,7 +182,7 @@ async function run(settings: Settings): Promise<void> {
     profiles.stop();
     await socket?.close().catch(() => undefined);
     try {
-      await bus.raw.releaseName(BUS_NAME);
+      await bus.call({ ...nameCall('ReleaseName', 's', [BUS_NAME]), timeoutMs: 300 });
     } catch (err) {
       log.warning('releasing the bus name failed', { error: errText(err) });
     }

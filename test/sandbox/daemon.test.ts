@@ -209,6 +209,25 @@ describe('openauto-system on the bus', { skip }, () => {
     assert.match(r.stderr, /not allowed|Access denied|AccessDenied/i);
   });
 
+  it('a second instance exits non-zero because the name is taken', async () => {
+    await waitHealthy();
+    const r = await sb.exec(
+      [
+        'node',
+        '/usr/lib/openauto-system/dist/src/main.js',
+        '--socket',
+        '/run/second.sock',
+        '--socket-enabled',
+        '0',
+      ],
+      { timeoutMs: 20_000, env: { OPENAUTO_LOG_STDERR: '1' } },
+    );
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /org\.openauto\.System is owned by another process/);
+    // The first instance still owns the name and answers.
+    await waitHealthy();
+  });
+
   it('SIGTERM: exits 0 within 1 s and releases the name', async () => {
     await waitHealthy();
     const pid = (await sb.execOk(['systemctl', 'show', '-P', 'MainPID', 'openauto-system.service'])).trim();
