@@ -44,7 +44,14 @@ interface Watched {
   dirty: boolean;
   /** Callers waiting for the evaluation in progress (including the re-run a poke during it asks for). */
   waiters: (() => void)[];
+  /** When the unit was first seen failed/inactive this time (monotonic ms), to give systemd's own
+   * Restart= its turn; cleared when it is up again. */
+  downSince?: number;
+  downTimer?: NodeJS.Timeout;
 }
+
+/** How long after systemd's RestartSec its own restart must have begun before we step in. */
+const OWN_RESTART_MARGIN_MS = 1500;
 
 export function observation(unit: UnitState, functional: FunctionalResult | undefined): UnitObservation {
   return {
@@ -173,7 +180,10 @@ export class HealthMonitor extends EventEmitter {
   stop(): void {
     this.stopped = true;
     if (this.pollTimer) clearTimeout(this.pollTimer);
-    for (const w of this.watched.values()) if (w.timer) clearTimeout(w.timer);
+    for (const w of this.watched.values()) {
+      if (w.timer) clearTimeout(w.timer);
+      if (w.downTimer) clearTimeout(w.downTimer);
+    }
   }
 
   health(): HealthMap {
@@ -325,7 +335,9 @@ export class HealthMonitor extends EventEmitter {
           w.dirty = true;
           continue;
         }
-        this.handle(w, w.tracker.observe(monotonicMs(), observation(latest, w.functional)));
+        const obs = observation(latest, w.functional);
+        if (await this.systemdWillRestart(w, latest)) obs.jobQueued = true;
+        this.handle(w, w.tracker.observe(monotonicMs(), obs));
       } while (w.dirty && !this.stopped);
     } catch (err) {
       log.err('health evaluation failed', { service, error: errText(err) });
@@ -334,6 +346,39 @@ export class HealthMonitor extends EventEmitter {
       w.checking = false;
       for (const resolve of w.waiters.splice(0)) resolve();
     }
+  }
+
+  /**
+   * A unit with its own Restart= that has just failed is about to be restarted by systemd: counted as
+   * "systemd is working on it" (the tracker waits) until RestartSec plus a margin has passed, then it is
+   * ours to repair. Without this, the daemon's RestartUnit lands on systemd's own start job.
+   */
+  private async systemdWillRestart(w: Watched, unit: UnitState): Promise<boolean> {
+    const down = unit.activeState === 'failed' || unit.activeState === 'inactive';
+    if (!down) {
+      w.downSince = undefined;
+      if (w.downTimer) clearTimeout(w.downTimer);
+      w.downTimer = undefined;
+      return false;
+    }
+    let policy: { restarts: boolean; delayMs: number };
+    try {
+      policy = await this.deps.systemd.restartPolicy(w.unit);
+    } catch {
+      return false;
+    }
+    if (!policy.restarts) return false;
+    const now = monotonicMs();
+    w.downSince ??= now;
+    const until = w.downSince + policy.delayMs + OWN_RESTART_MARGIN_MS;
+    if (now >= until) return false;
+    if (!w.downTimer && !this.stopped) {
+      w.downTimer = setTimeout(() => {
+        w.downTimer = undefined;
+        this.poke(w.service);
+      }, until - now);
+    }
+    return true;
   }
 
   /** Carries out one Step of the tracker: notes, state change, the single timer, and the action. */

@@ -69,6 +69,7 @@ export class SystemdManager {
   private readonly unitPaths = new Map<string, string>();
   private readonly pathUnits = new Map<string, string>();
   private readonly states = new Map<string, UnitState>();
+  private readonly policies = new Map<string, { restarts: boolean; delayMs: number }>();
   private readonly listeners = new Set<UnitListener>();
   private readonly jobWaiters = new Map<string, (result: JobResult) => void>();
   /** Results that arrived before anyone waited (the reply to RestartUnit can trail the signal). */
@@ -165,6 +166,33 @@ export class SystemdManager {
       }
     }
     return changed;
+  }
+
+  /**
+   * Whether systemd restarts the unit by itself (its Restart= is not "no") and after how long (RestartSec).
+   * Read on demand and cached: it only changes with a daemon-reload.
+   */
+  async restartPolicy(unit: string): Promise<{ restarts: boolean; delayMs: number }> {
+    const known = this.policies.get(unit);
+    if (known) return known;
+    const path = await this.watch(unit);
+    const get = async (prop: string) => {
+      const reply = await this.bus.call({
+        destination: SYSTEMD,
+        path,
+        interface: PROPS_IFACE,
+        member: 'Get',
+        signature: 'ss',
+        body: ['org.freedesktop.systemd1.Service', prop],
+      });
+      return variantValue(reply.body[0]);
+    };
+    const policy = {
+      restarts: String(await get('Restart')) !== 'no',
+      delayMs: Number(toBig(await get('RestartUSec')) / 1000n),
+    };
+    this.policies.set(unit, policy);
+    return policy;
   }
 
   state(unit: string): UnitState | undefined {
