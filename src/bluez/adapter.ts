@@ -1,33 +1,33 @@
 // BlueZ Adapter1 settings (name and discoverability) on the daemon's one bus connection.
 import dbus from 'dbus-next';
-import type { Bus } from '../bus/connection.js';
+import type { Bus, PropertyTarget } from '../bus/connection.js';
 
-const BLUEZ = 'org.bluez';
 const ADAPTER = 'org.bluez.Adapter1';
 
+/** BlueZ's Adapter1 interface of one adapter (hci0), for Bus.getProperty / setProperty. */
+export function adapterTarget(adapter: string): PropertyTarget {
+  return { destination: 'org.bluez', path: `/org/bluez/${adapter}`, interface: ADAPTER };
+}
+
 function props(bus: Bus, adapter: string) {
-  const base = {
-    destination: BLUEZ,
-    path: `/org/bluez/${adapter}`,
-    interface: 'org.freedesktop.DBus.Properties',
-  };
+  const target = adapterTarget(adapter);
   return {
     getAll: async (): Promise<Record<string, unknown>> => {
-      const reply = await bus.call({ ...base, member: 'GetAll', signature: 's', body: [ADAPTER] });
+      const reply = await bus.call({
+        destination: target.destination,
+        path: target.path,
+        interface: 'org.freedesktop.DBus.Properties',
+        member: 'GetAll',
+        signature: 's',
+        body: [ADAPTER],
+      });
       const out: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(reply.body[0] as Record<string, unknown>)) {
         out[k] = v instanceof dbus.Variant ? v.value : v;
       }
       return out;
     },
-    set: async (name: string, signature: string, value: unknown): Promise<void> => {
-      await bus.call({
-        ...base,
-        member: 'Set',
-        signature: 'ssv',
-        body: [ADAPTER, name, new dbus.Variant(signature, value)],
-      });
-    },
+    set: (name: string, signature: string, value: unknown) => bus.setProperty(target, name, signature, value),
   };
 }
 

@@ -37,6 +37,14 @@ export interface CallSpec {
   flags?: number;
 }
 
+/** An object's interface on a peer, for property reads and writes. */
+export interface PropertyTarget {
+  destination: string;
+  path: string;
+  interface: string;
+  flags?: number;
+}
+
 export interface SignalFilter {
   path?: string;
   /** Matches this path and everything below it. */
@@ -192,6 +200,34 @@ export class Bus {
 
   onClose(handler: () => void): void {
     this.closeHandlers.add(handler);
+  }
+
+  /** Reads one property (org.freedesktop.DBus.Properties.Get), unwrapped from its variant. */
+  async getProperty(target: PropertyTarget, name: string): Promise<unknown> {
+    const reply = await this.call({
+      destination: target.destination,
+      path: target.path,
+      interface: 'org.freedesktop.DBus.Properties',
+      member: 'Get',
+      signature: 'ss',
+      body: [target.interface, name],
+      flags: target.flags ?? 0,
+    });
+    const v = reply.body[0];
+    return v instanceof dbus.Variant ? v.value : v;
+  }
+
+  /** Writes one property (org.freedesktop.DBus.Properties.Set) with the given D-Bus signature. */
+  async setProperty(target: PropertyTarget, name: string, signature: string, value: unknown): Promise<void> {
+    await this.call({
+      destination: target.destination,
+      path: target.path,
+      interface: 'org.freedesktop.DBus.Properties',
+      member: 'Set',
+      signature: 'ssv',
+      body: [target.interface, name, new dbus.Variant(signature, value)],
+      flags: target.flags ?? 0,
+    });
   }
 
   /** Asks the bus for a unique name's Unix uid (used to let root pass without asking polkit). */

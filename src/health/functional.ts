@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import dbus from 'dbus-next';
+import { adapterTarget } from '../bluez/adapter.js';
 import { type Bus, NO_AUTO_START } from '../bus/connection.js';
 import { errText } from '../log/journal.js';
 
@@ -67,15 +68,10 @@ export async function checkNetworkd(bus: Bus, exp: ApExpectation): Promise<Funct
     };
   }
   try {
-    await bus.call({
-      destination: NETWORK1,
-      path: linkPath,
-      interface: 'org.freedesktop.DBus.Properties',
-      flags: NO_AUTO_START,
-      member: 'Get',
-      signature: 'ss',
-      body: [`${NETWORK1}.DHCPServer`, 'Leases'],
-    });
+    await bus.getProperty(
+      { destination: NETWORK1, path: linkPath, interface: `${NETWORK1}.DHCPServer`, flags: NO_AUTO_START },
+      'Leases',
+    );
   } catch {
     return { ok: false, detail: `networkd runs no DHCP server on ${exp.iface}` };
   }
@@ -110,22 +106,11 @@ function readIfindex(name: string): number | undefined {
   }
 }
 
-const BLUEZ = 'org.bluez';
-
 /** hci0 exists and is powered, read from BlueZ's Adapter1 (hciconfig is deprecated). */
 export async function checkAdapter(bus: Bus, adapter = 'hci0'): Promise<FunctionalResult> {
   try {
-    const reply = await bus.call({
-      destination: BLUEZ,
-      path: `/org/bluez/${adapter}`,
-      interface: 'org.freedesktop.DBus.Properties',
-      flags: NO_AUTO_START,
-      member: 'Get',
-      signature: 'ss',
-      body: ['org.bluez.Adapter1', 'Powered'],
-    });
-    const v = reply.body[0];
-    const powered = v instanceof dbus.Variant ? v.value === true : v === true;
+    const powered =
+      (await bus.getProperty({ ...adapterTarget(adapter), flags: NO_AUTO_START }, 'Powered')) === true;
     return powered
       ? { ok: true, detail: `${adapter} is powered` }
       : { ok: false, detail: `${adapter} is not powered` };
@@ -138,12 +123,5 @@ export async function checkAdapter(bus: Bus, adapter = 'hci0'): Promise<Function
 }
 
 export async function powerOnAdapter(bus: Bus, adapter = 'hci0'): Promise<void> {
-  await bus.call({
-    destination: BLUEZ,
-    path: `/org/bluez/${adapter}`,
-    interface: 'org.freedesktop.DBus.Properties',
-    member: 'Set',
-    signature: 'ssv',
-    body: ['org.bluez.Adapter1', 'Powered', new dbus.Variant('b', true)],
-  });
+  await bus.setProperty(adapterTarget(adapter), 'Powered', 'b', true);
 }

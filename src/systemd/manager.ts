@@ -176,17 +176,8 @@ export class SystemdManager {
     const known = this.policies.get(unit);
     if (known) return known;
     const path = await this.watch(unit);
-    const get = async (prop: string) => {
-      const reply = await this.bus.call({
-        destination: SYSTEMD,
-        path,
-        interface: PROPS_IFACE,
-        member: 'Get',
-        signature: 'ss',
-        body: ['org.freedesktop.systemd1.Service', prop],
-      });
-      return variantValue(reply.body[0]);
-    };
+    const service = { destination: SYSTEMD, path, interface: 'org.freedesktop.systemd1.Service' };
+    const get = (prop: string) => this.bus.getProperty(service, prop);
     const policy = {
       restarts: String(await get('Restart')) !== 'no',
       delayMs: Number(toBig(await get('RestartUSec')) / 1000n),

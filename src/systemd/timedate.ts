@@ -1,5 +1,4 @@
 // The clock's timezone through org.freedesktop.timedate1 (bus-activated timedated), never timedatectl.
-import dbus from 'dbus-next';
 import type { Bus } from '../bus/connection.js';
 
 const TIMEDATE = {
@@ -8,15 +7,7 @@ const TIMEDATE = {
 } as const;
 
 export async function getTimezone(bus: Bus): Promise<string> {
-  const reply = await bus.call({
-    ...TIMEDATE,
-    interface: 'org.freedesktop.DBus.Properties',
-    member: 'Get',
-    signature: 'ss',
-    body: ['org.freedesktop.timedate1', 'Timezone'],
-  });
-  const v = reply.body[0];
-  return String(v instanceof dbus.Variant ? v.value : v);
+  return String(await bus.getProperty({ ...TIMEDATE, interface: 'org.freedesktop.timedate1' }, 'Timezone'));
 }
 
 export async function setTimezone(bus: Bus, tz: string): Promise<void> {
