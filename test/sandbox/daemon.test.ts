@@ -30,6 +30,23 @@ describe('openauto-system on the bus', { skip }, () => {
   let sb: Sandbox;
   const call = (member: string, sigAndArgs: (string | number)[] = [], user?: string) =>
     sb.call(BUS_NAME, OBJECT_PATH, INTERFACE, member, sigAndArgs, user ? { user } : {});
+  // gdbus prints the D-Bus error name (busctl only the text).
+  const gdbusRestart = (name: string, user?: string) =>
+    sb.exec(
+      [
+        'gdbus',
+        'call',
+        '--system',
+        '-d',
+        BUS_NAME,
+        '-o',
+        OBJECT_PATH,
+        '-m',
+        `${INTERFACE}.RestartService`,
+        name,
+      ],
+      user ? { user } : {},
+    );
   const activeEnter = async (unit: string) =>
     (await sb.execOk(['systemctl', 'show', '-P', 'ActiveEnterTimestampMonotonic', unit])).trim();
   const waitHealthy = () =>
@@ -98,18 +115,7 @@ describe('openauto-system on the bus', { skip }, () => {
     });
     const r = await sb.busctl(['call', BUS_NAME, OBJECT_PATH, INTERFACE, 'RestartService', 's', 'sshd']);
     // busctl prints the error text; the name is checked through gdbus, which prints it.
-    const g = await sb.exec([
-      'gdbus',
-      'call',
-      '--system',
-      '-d',
-      BUS_NAME,
-      '-o',
-      OBJECT_PATH,
-      '-m',
-      `${INTERFACE}.RestartService`,
-      'sshd',
-    ]);
+    const g = await gdbusRestart('sshd');
     assert.notEqual(r.code, 0);
     assert.match(g.stderr, /org\.openauto\.System1\.Error\.UnknownService/);
   });
@@ -167,21 +173,7 @@ describe('openauto-system on the bus', { skip }, () => {
       call('RestartService', ['s', 'hostapd'], OTHER_USER),
       /not authorized|Access denied/i,
     );
-    const g = await sb.exec(
-      [
-        'gdbus',
-        'call',
-        '--system',
-        '-d',
-        BUS_NAME,
-        '-o',
-        OBJECT_PATH,
-        '-m',
-        `${INTERFACE}.RestartService`,
-        'hostapd',
-      ],
-      { user: OTHER_USER },
-    );
+    const g = await gdbusRestart('hostapd', OTHER_USER);
     assert.match(g.stderr, /org\.freedesktop\.DBus\.Error\.AccessDenied/);
     assert.equal(await activeEnter('hostapd.service'), before, 'stranger: the unit did not restart');
 
