@@ -1,9 +1,9 @@
 // Reading config.yaml. The daemon runs as root and the file lives in the app user's home, so the file is
-// treated as hostile: a symlink is not followed (it could point at /etc/shadow), only a regular file of bounded
-// size is read, YAML aliases are capped (no "billion laughs"), and no message ever quotes the file's content
-// or its path (a parse error says where, never what).
+// treated as hostile: a symlink is not followed (it could point at /etc/shadow), nor one of the user's on the
+// way to it (safe-path.ts), only a regular file of bounded size is read, YAML aliases are capped (no "billion
+// laughs"), and no message ever quotes the file's content or its path (a parse error says where, never what).
 import { constants } from 'node:fs';
-import { lstat, open } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import {
   Alias,
   type Document,
@@ -16,6 +16,7 @@ import {
   type YAMLMap,
 } from 'yaml';
 import { ServiceError } from '../errors.js';
+import { type ChasedPath, chaseSafely, UnsafePathError } from './safe-path.js';
 import {
   type FieldNames,
   isSectionName,
@@ -56,21 +57,29 @@ function describeFsError(err: unknown): ServiceError {
   }
 }
 
-/** Reads the file's bytes: no symlink, regular file only, at most MAX_CONFIG_BYTES. */
+/** Reads the file's bytes: reached without untrusted symlinks (safe-path.ts), not a symlink itself, a
+ * regular file, at most MAX_CONFIG_BYTES. */
 async function readBounded(file: string): Promise<Buffer> {
-  // lstat gives the clear "symbolic link" message; O_NOFOLLOW below closes the race with a swap after it.
+  let chased: ChasedPath;
   try {
-    const st = await lstat(file);
-    if (st.isSymbolicLink()) throw unreadable('is a symbolic link, which is not followed');
-    if (!st.isFile()) throw unreadable('is not a regular file');
+    chased = await chaseSafely(file);
   } catch (err) {
-    throw err instanceof ServiceError ? err : describeFsError(err);
+    if (err instanceof UnsafePathError)
+      throw unreadable(
+        err.reason === 'untrusted-link'
+          ? 'is reached through a symbolic link not owned by root, which is not followed'
+          : 'is reached through too many symbolic links',
+      );
+    throw describeFsError(err);
   }
+  // lstat gives the clear "symbolic link" message; O_NOFOLLOW below closes the race with a swap after it.
+  if (chased.stat.isSymbolicLink()) throw unreadable('is a symbolic link, which is not followed');
+  if (!chased.stat.isFile()) throw unreadable('is not a regular file');
   let fh: Awaited<ReturnType<typeof open>>;
   try {
     // O_NONBLOCK so that a FIFO swapped in after lstat cannot block the daemon in open().
     fh = await open(
-      file,
+      chased.path,
       constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY,
     );
   } catch (err) {
@@ -78,6 +87,9 @@ async function readBounded(file: string): Promise<Buffer> {
   }
   try {
     const st = await fh.stat();
+    // Not the file the walk found: a directory on the way was swapped (for a symlink) meanwhile.
+    if (st.dev !== chased.stat.dev || st.ino !== chased.stat.ino)
+      throw unreadable('changed while it was being opened');
     if (!st.isFile()) throw unreadable('is not a regular file');
     if (st.size > MAX_CONFIG_BYTES) throw unreadable('is larger than 256 KiB');
     // Read one byte past the limit so a file growing after fstat is still caught.

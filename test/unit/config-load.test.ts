@@ -3,7 +3,7 @@
 // touched. Also: the shipping app's older key layout as a fallback, and scalars taken exactly as written.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdir, symlink, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, lchown, mkdir, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ConfigApplier } from '../../src/config/applier.js';
@@ -67,6 +67,81 @@ describe('reading config.yaml', () => {
     await symlink(target, sb.paths.config);
     await expectUnreadable(/^the configuration file is a symbolic link, which is not followed$/);
     await unlink(sb.paths.config);
+  });
+
+  describe('directories on the way', () => {
+    const isRoot = process.getuid?.() === 0;
+    // ~/.openauto replaced by a symlink to `dir` (relative), owned by `uid`; undone afterwards.
+    async function linkConfigDir(dir: string, uid: number): Promise<() => Promise<void>> {
+      const home = path.dirname(path.dirname(sb.paths.config));
+      const real = path.join(home, '.openauto');
+      const aside = path.join(home, '.openauto.aside');
+      await rename(real, aside);
+      await symlink(path.relative(home, dir), real);
+      if (isRoot) await lchown(real, uid, uid);
+      return async () => {
+        await unlink(real);
+        await rename(aside, real);
+      };
+    }
+
+    test("a symlink of the user's on the way is not followed", async () => {
+      // What the user could point ~/.openauto at: a root-only directory holding a config.yaml.
+      const dir = path.join(sb.root, 'root-only');
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeFile(path.join(dir, 'config.yaml'), `wifi: {ssid: "${SECRET}", password: "${SECRET}"}\n`);
+      const undo = await linkConfigDir(dir, 1000);
+      try {
+        await expectUnreadable(
+          /^the configuration file is reached through a symbolic link not owned by root, which is not followed$/,
+        );
+      } finally {
+        await undo();
+      }
+    });
+
+    test("root's symlinks on the way are followed (an administrator moved the home)", {
+      skip: isRoot ? undefined : 'needs root to own the symlink',
+    }, async () => {
+      const dir = path.join(sb.root, 'data', 'openauto');
+      await mkdir(dir, { recursive: true });
+      await writeFile(path.join(dir, 'config.yaml'), 'wifi: {ssid: Moved, password: abcdefgh}\n');
+      const undo = await linkConfigDir(dir, 0);
+      try {
+        assert.equal((await loadSection(sb.paths.config, 'wifi')).ssid, 'Moved');
+      } finally {
+        await undo();
+      }
+    });
+
+    test('a loop of symlinks ends with a clear refusal', {
+      skip: isRoot ? undefined : 'needs root to own the symlinks',
+    }, async () => {
+      const a = path.join(sb.root, 'loop-a');
+      const b = path.join(sb.root, 'loop-b');
+      await symlink(b, a);
+      await symlink(a, b);
+      const undo = await linkConfigDir(a, 0);
+      try {
+        await expectUnreadable(/^the configuration file is reached through too many symbolic links$/);
+      } finally {
+        await undo();
+        await unlink(a);
+        await unlink(b);
+      }
+    });
+
+    test('a file where a directory should be', async () => {
+      const home = path.dirname(path.dirname(sb.paths.config));
+      await rename(path.join(home, '.openauto'), path.join(home, '.openauto.aside'));
+      await writeFile(path.join(home, '.openauto'), SECRET);
+      try {
+        await expectUnreadable(/^the configuration file does not exist \(a parent is not a directory\)$/);
+      } finally {
+        await unlink(path.join(home, '.openauto'));
+        await rename(path.join(home, '.openauto.aside'), path.join(home, '.openauto'));
+      }
+    });
   });
 
   test('an oversized config.yaml is refused', async () => {
