@@ -1,8 +1,9 @@
 // Memory of the real daemon in a sandbox: RSS (and its anonymous part), descriptors, threads and the bus's
 // match-rule count for its connection, read from the host (the container's /proc, Debug.Stats)
-//   1. after start (shipped timings; all services active, 3 s settled);
+//   1. after start (shipped timings; all services active): 3 s later, and 30 s later, once V8's memory
+//      reducer has given back what start-up left behind (it runs ~10 s after the last burst of allocation);
 //   2. after 10,000 mixed requests from inside the container (D-Bus GetHealth and GetStatus, socket
-//      get_health and get_status, 4 concurrent clients, as the app user), 5 s settled;
+//      get_health and get_status, 4 concurrent clients, as the app user): 5 s and 30 s later;
 //   3. simulated monitoring: the daemon is then restarted with OPENAUTO_POLL_MS=10 instead of 5000 (added to
 //      /etc/default/openauto-system), so each second holds many safety-net poll cycles; after a 10 s warm-up
 //      it is read, runs MEMORY_SIM_SECONDS, and is read again: the growth is between those two readings of
@@ -15,11 +16,11 @@
 // Prints a table and writes bench/results/memory.json.
 //
 //   node dist/bench/memory.js        (as root; the daemon must be built)
-// Everything is measured twice: as shipped, and with NODE_OPTIONS=--max-old-space-size=32 (V8's old
-// generation capped; MEMORY_VARIANT=0 skips it).
+// Everything is measured twice: as shipped, and with node as the unit ran it before (no --lite-mode, no
+// --expose-gc, so no heap trimming), for comparison; MEMORY_VARIANT=0 skips the second.
 // Environment: MEMORY_REQUESTS (10000), MEMORY_SIM_SECONDS (180); BENCH_QUICK=1 shortens both.
 import { execFileSync } from 'node:child_process';
-import { appendFile } from 'node:fs/promises';
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { REPO_ROOT, Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
 import { BusMonitor } from '../test/sandbox/helpers-health.js';
@@ -126,9 +127,8 @@ async function main(): Promise<number> {
     ),
   };
 
-  const variants: Variant[] = [{ name: 'shipped', nodeOptions: '' }];
-  if (process.env.MEMORY_VARIANT !== '0')
-    variants.push({ name: 'old space 32 MB', nodeOptions: VARIANT_OPTIONS });
+  const variants: Variant[] = [{ name: 'shipped' }];
+  if (process.env.MEMORY_VARIANT !== '0') variants.push(WITHOUT_LITE_MODE);
   const results: MeasureResult[] = [];
   for (const v of variants) results.push(await measure(v, requests, simSeconds));
 
@@ -143,11 +143,13 @@ async function main(): Promise<number> {
   ];
   for (const m of results) {
     printTable(
-      `openauto-system memory (MB)${m.variant.nodeOptions ? `, NODE_OPTIONS=${m.variant.nodeOptions}` : ''}`,
+      `openauto-system memory (MB), ${m.variant.name}${m.variant.nodeFlags ? ` (node ${m.variant.nodeFlags})` : ''}`,
       [
         ['', 'RSS', 'anon', 'peak RSS', 'fds', 'threads', 'match rules'],
-        row('after start', m.readings.afterStart),
-        row(`after ${requests} mixed requests`, m.readings.afterRequests),
+        row('after start, 3 s', m.readings.afterStart),
+        row('after start, 30 s', m.readings.afterStartSettled),
+        row(`after ${requests} mixed requests, 5 s`, m.readings.afterRequests),
+        row(`after ${requests} mixed requests, 30 s`, m.readings.afterRequestsSettled),
         row('restarted with poll 10 ms, after 10 s', m.readings.simulationStart),
         row(
           `after ${m.simulation.pollCycles} poll cycles (${m.simulation.equivalentHoursAtShippedPoll} h at 5 s)`,
@@ -194,27 +196,39 @@ async function main(): Promise<number> {
 
 interface Variant {
   name: string;
-  /** NODE_OPTIONS for the daemon (via /etc/default/openauto-system), '' for none. */
-  nodeOptions: string;
+  /** node's flags in place of the unit's (a drop-in replaces ExecStart); the shipped unit's when absent. */
+  nodeFlags?: string;
 }
 
-/** A V8 setting that caps the old generation: without it V8 lets the heap grow well past what is live before collecting. */
-const VARIANT_OPTIONS = '--max-old-space-size=32';
+const WITHOUT_LITE_MODE: Variant = {
+  name: 'without --lite-mode and --expose-gc (no heap trimming)',
+  nodeFlags: '--max-semi-space-size=1',
+};
+const DAEMON_JS = '/usr/lib/openauto-system/dist/bin/openauto-system.js';
 
 type MeasureResult = Awaited<ReturnType<typeof measure>>;
 
 async function measure(variant: Variant, requests: number, simSeconds: number) {
-  const env: Record<string, string> = {};
-  if (variant.nodeOptions) env.NODE_OPTIONS = variant.nodeOptions;
-  log(
-    `booting a sandbox (daemon with its default timings${variant.nodeOptions ? `, NODE_OPTIONS=${variant.nodeOptions}` : ''})...`,
-  );
-  const sb = await Sandbox.start({ name: 'bench-memory', env });
+  log(`booting a sandbox (daemon with its default timings, ${variant.name})...`);
+  const sb = await Sandbox.start({ name: 'bench-memory' });
   try {
     await allActiveWithin(sb, 30_000);
+    if (variant.nodeFlags) {
+      const dir = join(sb.root, '/run/systemd/system/openauto-system.service.d');
+      await mkdir(dir, { recursive: true });
+      await writeFile(
+        join(dir, 'bench-memory.conf'),
+        `[Service]\nExecStart=\nExecStart=/usr/bin/node ${variant.nodeFlags} ${DAEMON_JS}\n`,
+      );
+      await sb.execOk(['systemctl', 'daemon-reload']);
+      await sb.execOk(['systemctl', 'restart', 'openauto-system.service']);
+      await allActiveWithin(sb, 30_000);
+    }
     await sleep(3000);
     const afterStart = await readDaemon(sb);
-    log(`after start: RSS ${mb(afterStart.rssKb)} MB`);
+    await sleep(27_000);
+    const afterStartSettled = await readDaemon(sb);
+    log(`after start: RSS ${mb(afterStart.rssKb)} MB, 30 s: ${mb(afterStartSettled.rssKb)} MB`);
 
     log(`${requests} mixed requests...`);
     const mixed = await runAgent<MixedResult>(
@@ -225,7 +239,11 @@ async function measure(variant: Variant, requests: number, simSeconds: number) {
     );
     await sleep(5000);
     const afterRequests = await readDaemon(sb);
-    log(`after requests: RSS ${mb(afterRequests.rssKb)} MB (${mixed.total_errors} errors)`);
+    await sleep(25_000);
+    const afterRequestsSettled = await readDaemon(sb);
+    log(
+      `after requests: RSS ${mb(afterRequests.rssKb)} MB, 30 s: ${mb(afterRequestsSettled.rssKb)} MB (${mixed.total_errors} errors)`,
+    );
 
     log(
       `restarting the daemon with OPENAUTO_POLL_MS=${POLL_MS}; simulated monitoring for ${simSeconds} s...`,
@@ -251,7 +269,7 @@ async function measure(variant: Variant, requests: number, simSeconds: number) {
       daemonSettings: {
         requests: 'defaults',
         simulation: { OPENAUTO_POLL_MS: POLL_MS },
-        NODE_OPTIONS: variant.nodeOptions,
+        nodeFlags: variant.nodeFlags ?? 'as the unit',
       },
       requests: mixed,
       simulation: {
@@ -262,13 +280,21 @@ async function measure(variant: Variant, requests: number, simSeconds: number) {
         method:
           'daemon restarted with poll 10 ms; growth between a reading 10 s after that start and the end; cycles = the ListUnitsByNames calls it sent, seen by a bus monitor',
       },
-      readings: { afterStart, afterRequests, simulationStart, afterSimulation: afterSim },
+      readings: {
+        afterStart,
+        afterStartSettled,
+        afterRequests,
+        afterRequestsSettled,
+        simulationStart,
+        afterSimulation: afterSim,
+      },
       growthMb: {
         requests: mb(afterRequests.rssKb - afterStart.rssKb),
+        requestsSettled: mb(afterRequestsSettled.rssKb - afterStartSettled.rssKb),
         simulation: mb(afterSim.rssKb - simulationStart.rssKb),
       },
       samples: samples.map((x) => ({ t: x.t, rssKb: x.rssKb, rssAnonKb: x.rssAnonKb, fds: x.fds })),
-      restarted: afterStart.pid !== afterRequests.pid || simulationStart.pid !== afterSim.pid,
+      restarted: afterStart.pid !== afterRequestsSettled.pid || simulationStart.pid !== afterSim.pid,
     };
   } finally {
     await sb.stop();

@@ -24,7 +24,7 @@ QUICK=${BENCH_QUICK:-0}
 export BENCH_QUICK=$QUICK
 
 echo "=== build"
-npx tsc -p tsconfig.json || { echo "bench: build failed" >&2; exit 1; }
+npm run --silent build || { echo "bench: build failed" >&2; exit 1; }
 
 declare -a RESULTS=()
 FAILED=0

@@ -8,12 +8,14 @@
 #                 becomes the daemon's OPENAUTO_CONFIG (default: $SUDO_USER, if any)
 #   --no-build    do not run npm ci / npm run build; install dist/ as it is
 #   --no-reload   installing to a running system: do not daemon-reload, reload D-Bus or restart the service
+#   --node PATH   the node (>= 20) the unit runs (default: /usr/bin/node if the target has it, else the
+#                 `node` on PATH when installing to /)
 #
 # Safe to run again (upgrades in place; a running daemon is restarted). Everything it adds is recorded in
 # /usr/lib/openauto-system/install-manifest, which scripts/uninstall.sh reads to remove exactly that.
 set -euo pipefail
 
-usage() { sed -n '2,14s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,16s/^# \{0,1\}//p' "$0"; }
 die() { echo "install.sh: $*" >&2; exit 1; }
 note() { echo "install.sh: $*"; }
 
@@ -21,6 +23,7 @@ ROOT=/
 APP_USER=${SUDO_USER:-}
 BUILD=1
 RELOAD=1
+NODE_BIN=
 while [ $# -gt 0 ]; do
   case $1 in
     --root) [ $# -ge 2 ] || die "--root needs a directory"; ROOT=$2; shift 2 ;;
@@ -29,6 +32,8 @@ while [ $# -gt 0 ]; do
     --user=*) APP_USER=${1#--user=}; shift ;;
     --no-build) BUILD=0; shift ;;
     --no-reload) RELOAD=0; shift ;;
+    --node) [ $# -ge 2 ] || die "--node needs a path"; NODE_BIN=$2; shift 2 ;;
+    --node=*) NODE_BIN=${1#--node=}; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -45,6 +50,25 @@ SOCKET_UNIT=openauto-system.socket
 GROUP=openauto
 MANIFEST=$PKG/install-manifest
 
+# The unit says ExecStart=/usr/bin/node (Raspberry Pi OS with NodeSource, Debian's own nodejs). Elsewhere
+# (a node from nodejs.org in /usr/local/bin, say) the installed unit gets the node found here instead.
+if [ -z "$NODE_BIN" ]; then
+  if [ -x "$R/usr/bin/node" ]; then
+    NODE_BIN=/usr/bin/node
+  elif [ -z "$R" ] && command -v node >/dev/null; then
+    NODE_BIN=$(command -v node)
+  else
+    NODE_BIN=/usr/bin/node
+    note "WARNING: no node at $ROOT/usr/bin/node: the service will not start until Node.js >= 20 is there (or use --node)"
+  fi
+fi
+case $NODE_BIN in /*) ;; *) die "--node needs an absolute path" ;; esac
+case $NODE_BIN in *[!A-Za-z0-9/._+-]*) die "--node: unsupported characters in the path" ;; esac
+if [ -z "$R" ] && [ -x "$NODE_BIN" ]; then
+  "$NODE_BIN" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
+    die "$NODE_BIN is older than Node.js 20"
+fi
+
 # systemd is "running" only when we install to / of a booted systemd system.
 LIVE=0
 if [ -z "$R" ] && [ -d /run/systemd/system ]; then LIVE=1; fi
@@ -59,7 +83,7 @@ if [ "$BUILD" = 1 ]; then
   note "npm run build"
   npm run --silent build
 fi
-[ -f dist/src/main.js ] || note "WARNING: dist/src/main.js is missing: the service will not start until it is built"
+[ -f dist/bin/openauto-system.js ] || note "WARNING: dist/bin/openauto-system.js is missing: the service will not start until it is built"
 
 # Production-only node_modules, staged once per lockfile state (cached under dist/, which is build output).
 # Each state gets its own directory, created under a lock and renamed into place, never changed afterwards:
@@ -127,10 +151,9 @@ mkdirs "$PKG"
 # Replace the payload wholesale so files removed upstream do not linger.
 rm -rf "${R}${PKG:?}/dist" "$R$PKG/node_modules" "$R$PKG/templates" "$R$PKG/dbus"
 mkdir -p "$R$PKG/dist"
-if [ -d dist ]; then
-  (cd dist && find . -mindepth 1 -maxdepth 1 ! -name test ! -name bench ! -name .install-stage -print0 |
-    xargs -0r cp -a --no-preserve=ownership -t "$R$PKG/dist/")
-fi
+# The programs are the two bundles in dist/bin (scripts/bundle.mjs); dist/src, dist/test and dist/bench are
+# build intermediates and stay behind.
+[ -d dist/bin ] && cp -a --no-preserve=ownership dist/bin "$R$PKG/dist/bin"
 cp -a --no-preserve=ownership "$STAGE/node_modules" "$R$PKG/node_modules"
 if [ -d templates ]; then
   cp -a --no-preserve=ownership templates "$R$PKG/templates"
@@ -144,19 +167,26 @@ else
 fi
 install -m 0644 package.json "$R$PKG/package.json"
 chmod -R u=rwX,go=rX "$R$PKG"
-for f in dist/src/main.js dist/src/ctl/openautoctl.js; do
+for f in dist/bin/openauto-system.js dist/bin/openautoctl.js; do
   [ -f "$R$PKG/$f" ] && chmod 0755 "$R$PKG/$f"
 done
 record tree "$PKG"
 
 mkdirs /usr/bin
-for pair in "openauto-system:dist/src/main.js" "openautoctl:dist/src/ctl/openautoctl.js"; do
+for pair in "openauto-system:dist/bin/openauto-system.js" "openautoctl:dist/bin/openautoctl.js"; do
   ln -sfn "$PKG/${pair#*:}" "$R/usr/bin/${pair%%:*}"
   record link "/usr/bin/${pair%%:*}"
 done
 
 # ---- system integration --------------------------------------------------------------------------------
-put 0644 systemd/$UNIT /usr/lib/systemd/system/$UNIT
+if [ "$NODE_BIN" = /usr/bin/node ]; then
+  put 0644 systemd/$UNIT /usr/lib/systemd/system/$UNIT
+else
+  unit_tmp=$(mktemp)
+  sed "s#^ExecStart=/usr/bin/node #ExecStart=$NODE_BIN #" systemd/$UNIT >"$unit_tmp"
+  put 0644 "$unit_tmp" /usr/lib/systemd/system/$UNIT
+  rm -f "$unit_tmp"
+fi
 put 0644 systemd/$SOCKET_UNIT /usr/lib/systemd/system/$SOCKET_UNIT
 put 0644 dbus/org.openauto.System.conf /usr/share/dbus-1/system.d/org.openauto.System.conf
 put 0644 dbus/org.openauto.System.service /usr/share/dbus-1/system-services/org.openauto.System.service

@@ -17,7 +17,7 @@ if ! npm run --silent build >&2; then
   # tsc emits even with type errors; carry on with what it produced.
   echo "sandbox: WARNING: the build reported errors; using what was emitted" >&2
 fi
-[ -f dist/src/main.js ] || echo "sandbox: WARNING: dist/src/main.js is missing; openauto-system will not start" >&2
+[ -f dist/bin/openauto-system.js ] || echo "sandbox: WARNING: dist/bin/openauto-system.js is missing; openauto-system will not start" >&2
 
 SANDBOX_OWNER_PID=$$ bash scripts/sandbox.sh start "$NAME" >/dev/null
 trap 'bash "$SRC/scripts/sandbox.sh" stop "$NAME"' EXIT

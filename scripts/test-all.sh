@@ -34,7 +34,7 @@ bash scripts/deps.sh || { echo "=== deps failed" >&2; exit 1; }
 OUTPUT=$(mktemp)
 trap 'rm -f "$OUTPUT"' EXIT
 
-stage build 600 npx tsc -p tsconfig.json
+stage build 600 npm run --silent build
 stage lint 300 npx biome check .
 
 shopt -s globstar nullglob

@@ -20,6 +20,7 @@ import { HealthMonitor } from './health/monitor.js';
 import { SERVICES } from './health/states.js';
 import { listenFdsFromEnv, SocketServer } from './ipc/index.js';
 import { errText, log } from './log/journal.js';
+import { HeapTrimmer } from './memory/heap-trim.js';
 import { PACKAGE_ROOT, parseSettings, type Settings, UsageError, usage } from './settings.js';
 import { SystemdManager } from './systemd/manager.js';
 import { UnitRestarter } from './systemd/restarts.js';
@@ -46,6 +47,9 @@ async function readExpectation(settings: Settings): Promise<ApExpectation> {
     return { iface: 'wlan0', apIp: '10.0.0.1', networkFile };
   }
 }
+
+/** Heap growth past the last full collection that the trimmer gives back (the soak's growth target). */
+const HEAP_SLACK_BYTES = 2 * 1024 * 1024;
 
 /** A call to the bus daemon itself (name ownership). */
 function nameCall(member: string, signature: string, body: unknown[]) {
@@ -169,6 +173,9 @@ async function run(settings: Settings): Promise<void> {
   // Only the owner of the name registers with BlueZ (a second instance must not). In the background and
   // retried forever: BlueZ being absent never delays readiness.
   profiles.start();
+  // The first check (one interval after ready) also gives back what start-up left on the heap.
+  const trimmer = new HeapTrimmer({ intervalMs: settings.heapTrimMs, slackBytes: HEAP_SLACK_BYTES });
+  trimmer.start();
   log.info(`openauto-system ${version} ready`, { version, health: JSON.stringify(daemon.getHealth()) });
 
   let stopping = false;
@@ -180,6 +187,7 @@ async function run(settings: Settings): Promise<void> {
     log.info(`stopping on ${signal}`, { signal });
     monitor.stop();
     profiles.stop();
+    trimmer.stop();
     await socket?.close().catch(() => undefined);
     try {
       await bus.call({ ...nameCall('ReleaseName', 's', [BUS_NAME]), timeoutMs: 300 });

@@ -3,7 +3,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The installed package's root (…/openauto-system), found from this file's place in dist/src/. */
+/** The installed package's root (…/openauto-system): two levels up from dist/src/ (tsc) or dist/bin/ (the bundle). */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export interface Settings {
@@ -30,6 +30,8 @@ export interface Settings {
   degradedGraceMs: number;
   btProfiles: string[];
   socketEnabled: boolean;
+  /** How often the heap's growth is checked for a collection (memory/heap-trim.ts). */
+  heapTrimMs: number;
 }
 
 interface Option {
@@ -150,6 +152,13 @@ const OPTIONS: Option[] = [
     kind: 'bool',
     help: 'serve the legacy socket (1/0)',
   },
+  {
+    key: 'heapTrimMs',
+    flag: '--heap-trim-ms',
+    env: 'OPENAUTO_HEAP_TRIM_MS',
+    kind: 'ms',
+    help: 'how often a grown heap is collected (needs node --expose-gc)',
+  },
 ];
 
 export function defaults(): Settings {
@@ -173,6 +182,7 @@ export function defaults(): Settings {
     degradedGraceMs: 5000,
     btProfiles: ['aa', 'hfp-ag', 'hsp-hs'],
     socketEnabled: true,
+    heapTrimMs: 30_000,
   };
 }
 

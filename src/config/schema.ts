@@ -8,7 +8,7 @@
 import { constants } from 'node:fs';
 import { open, realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const SECTION_NAMES = ['wifi', 'network', 'bluetooth', 'time'] as const;
 export type SectionName = (typeof SECTION_NAMES)[number];

@@ -38,7 +38,8 @@ import {
   writeAppConfig,
 } from './helpers-config.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/src/main.js is not built yet');
+const skip =
+  sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/bin/openauto-system.js is not built yet');
 
 const ALL_ACTIVE = { hostapd: 'active', networkd: 'active', bluetooth: 'active' };
 const PEER_NETWORK = '/etc/systemd/network/20-sandbox-peer.network';

@@ -206,7 +206,7 @@ describe('openauto-system on the bus', { skip }, () => {
     const r = await sb.exec(
       [
         'node',
-        '/usr/lib/openauto-system/dist/src/main.js',
+        '/usr/lib/openauto-system/dist/bin/openauto-system.js',
         '--socket',
         '/run/second.sock',
         '--socket-enabled',

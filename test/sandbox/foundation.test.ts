@@ -253,7 +253,9 @@ describe('sandbox foundation', { skip }, () => {
     assert.equal(run.code, 0, out);
   });
 
-  describe('the daemon', { skip: daemonBuilt ? undefined : 'dist/src/main.js is not built yet' }, () => {
+  describe('the daemon', {
+    skip: daemonBuilt ? undefined : 'dist/bin/openauto-system.js is not built yet',
+  }, () => {
     it('is D-Bus activated by a call and answers GetHealth to any user', async () => {
       assert.equal(await sb.unitState('openauto-system.service'), 'inactive');
       await sb.call(BUS_NAME, OBJECT_PATH, 'org.freedesktop.DBus.Peer', 'Ping', [], { user: OTHER_USER });

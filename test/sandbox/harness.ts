@@ -29,7 +29,7 @@ export const OBJECT_PATH = '/org/openauto/System';
 export const INTERFACE = 'org.openauto.System1';
 
 /** Whether the daemon has been built (tests of the daemon itself skip without it). */
-export const daemonBuilt = existsSync(join(REPO_ROOT, 'dist', 'src', 'main.js'));
+export const daemonBuilt = existsSync(join(REPO_ROOT, 'dist', 'bin', 'openauto-system.js'));
 
 /** Why sandbox tests cannot run here, or undefined when they can. Use as node:test's `skip` option. */
 export function sandboxUnavailable(): string | undefined {

@@ -254,7 +254,8 @@ export async function daemonHostPids(sb: Sandbox): Promise<number[]> {
     try {
       if ((await readlink(`/proc/${e}/ns/pid`)) !== ns) continue;
       const cmd = await readFile(`/proc/${e}/cmdline`, 'utf8');
-      if (cmd.split('\0').includes('/usr/lib/openauto-system/dist/src/main.js')) pids.push(Number(e));
+      if (cmd.split('\0').includes('/usr/lib/openauto-system/dist/bin/openauto-system.js'))
+        pids.push(Number(e));
     } catch {
       // gone meanwhile
     }

@@ -6,7 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { APP_USER, daemonBuilt, Sandbox, sandboxUnavailable } from './harness.js';
 
 const SRC = '/usr/src/openauto-system';
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/src/main.js is not built yet');
+const skip =
+  sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/bin/openauto-system.js is not built yet');
 
 // Every path with its type, mode, owner, group and link target; a content hash for files under /etc (the
 // system's configuration: the group database, defaults, unit links). Left out: the kernel's and systemd's

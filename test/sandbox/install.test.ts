@@ -16,7 +16,8 @@ import {
 
 const SRC = '/usr/src/openauto-system';
 const MANIFEST = '/usr/lib/openauto-system/install-manifest';
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/src/main.js is not built yet');
+const skip =
+  sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/bin/openauto-system.js is not built yet');
 
 describe('install.sh and uninstall.sh on a live system', { skip }, () => {
   let sb: Sandbox;
@@ -47,6 +48,33 @@ describe('install.sh and uninstall.sh on a live system', { skip }, () => {
     assert.notEqual(await mainPid(), before, 'the daemon was not restarted');
     assert.equal(await sb.readFile(MANIFEST), manifest);
     await health();
+  });
+
+  it('--node: the unit runs a node from elsewhere (one from nodejs.org in /usr/local), and back', async () => {
+    const other = '/usr/local/lib/nodejs/bin/node';
+    await sb.execOk(['install', '-D', '-m', '0755', '/usr/bin/node', other]);
+    const install = async (extra: string[]) => {
+      const r = await sb.exec(
+        ['bash', `${SRC}/scripts/install.sh`, '--user', APP_USER, '--no-build', ...extra],
+        { timeoutMs: 60_000 },
+      );
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      await sb.waitFor(async () => (await sb.unitState('openauto-system.service')) === 'active', 30_000, 200);
+      await health();
+      return (await sb.execOk(['readlink', `/proc/${await mainPid()}/exe`])).trim();
+    };
+    try {
+      assert.equal(await install(['--node', other]), other);
+      const unit = await sb.readFile('/usr/lib/systemd/system/openauto-system.service');
+      assert.match(unit, /^ExecStart=\/usr\/local\/lib\/nodejs\/bin\/node --max-semi-space-size=1 /m);
+      assert.equal(await sb.readFile(MANIFEST), manifest, 'the same files are installed');
+      const bad = await sb.exec(['bash', `${SRC}/scripts/install.sh`, '--no-build', '--node', 'node']);
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /--node needs an absolute path/);
+    } finally {
+      assert.equal(await install([]), '/usr/bin/node');
+      await sb.execOk(['rm', '-rf', '/usr/local/lib/nodejs']);
+    }
   });
 
   it('uninstall.sh removes exactly what the manifest lists', async () => {

@@ -27,7 +27,7 @@ import {
   waitAllActive,
 } from './helpers-health.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/src/main.js is not built');
+const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/bin/openauto-system.js is not built');
 
 const FAST_MS = 400;
 const SLOW_MS = 2000;
