@@ -50,8 +50,8 @@ section('startup', (st) => {
   add(
     `Start-up: exec → bus name owned (median / p99 of ${st.execToName.n})`,
     `${n0(st.execToName.median)} / ${n0(st.execToName.p99)} ms`,
-    '< 400 ms',
-    st.execToName.median < 400,
+    '< 400 ms (judged on the p99)',
+    st.execToName.p99 < 400,
   );
   add(
     'D-Bus activation of a stopped daemon: GetHealth call → answer (median)',

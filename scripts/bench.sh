@@ -3,12 +3,12 @@
 # bench/results/NAME.json), then a summary of the figures against the targets (bench/summary.ts).
 #
 #   scripts/bench.sh [NAME...]       NAME: startup memory latency detection socket soak soak-capped chaos
-#                                    (default: all; soak-capped is the soak with V8's old space capped at
+#                                    (default: all but soak-capped, the soak with V8's old space capped at
 #                                    32 MB, where a leak cannot hide in the heap's slack)
 #   BENCH_QUICK=1 scripts/bench.sh   shortened runs of everything (a smoke test, not figures)
 #
-# Must run as root (sandboxes: systemd-nspawn), except `socket`. A full run takes about 80 minutes, mostly the
-# two soaks (SOAK_MINUTES each, default 30) and the chaos run (CHAOS_MINUTES, default 10); every benchmark's own
+# Must run as root (sandboxes: systemd-nspawn), except `socket`. A full run takes about an hour, mostly the
+# soak (SOAK_MINUTES, default 30) and the chaos run (CHAOS_MINUTES, default 10); every benchmark's own
 # settings are environment variables listed at the top of its file in bench/. The exit status is non-zero
 # when a benchmark failed (the soak and the chaos run fail on a failed check).
 set -uo pipefail
@@ -16,7 +16,7 @@ set -uo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$SRC"
 ALL=(startup memory latency detection socket soak soak-capped chaos)
-if [ $# -gt 0 ]; then SELECTED=("$@"); else SELECTED=("${ALL[@]}"); fi
+if [ $# -gt 0 ]; then SELECTED=("$@"); else SELECTED=(startup memory latency detection socket soak chaos); fi
 for n in "${SELECTED[@]}"; do
   case " ${ALL[*]} " in *" $n "*) ;; *) echo "bench: unknown benchmark '$n' (one of: ${ALL[*]})" >&2; exit 2 ;; esac
 done
@@ -26,25 +26,8 @@ export BENCH_QUICK=$QUICK
 echo "=== build"
 npm run --silent build || { echo "bench: build failed" >&2; exit 1; }
 
-declare -a RESULTS=()
-FAILED=0
-
-run() { # run NAME LIMIT_SECONDS CMD...   (the limit is a backstop against a hung benchmark)
-  local name=$1 limit=$2
-  shift 2
-  echo
-  echo "=== $name: $*"
-  local t0=$SECONDS
-  timeout --kill-after=30 "$limit" "$@"
-  local rc=$?
-  [ $rc -eq 124 ] && echo "=== $name: stopped after $limit s"
-  if [ $rc -eq 0 ]; then
-    RESULTS+=("PASS  $name ($((SECONDS - t0)) s)")
-  else
-    RESULTS+=("FAIL  $name (exit $rc, $((SECONDS - t0)) s)")
-    FAILED=1
-  fi
-}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 soak_min=${SOAK_MINUTES:-30}
 chaos_min=${CHAOS_MINUTES:-10}
@@ -57,14 +40,14 @@ socket_args=()
 
 for n in "${SELECTED[@]}"; do
   case $n in
-    startup) run startup 1200 node dist/bench/startup.js ;;
-    memory) run memory 2400 node dist/bench/memory.js ;;
-    latency) run latency 1200 node dist/bench/latency.js ;;
-    detection) run detection 1800 node dist/bench/detection.js ;;
-    socket) run socket 600 node dist/bench/socket-bench.js "${socket_args[@]}" ;;
-    soak) run soak $(((soak_min + 15) * 60)) node dist/bench/soak.js ;;
-    soak-capped) run soak-capped $(((soak_min + 15) * 60)) env SOAK_NODE_OPTIONS=--max-old-space-size=32 node dist/bench/soak.js ;;
-    chaos) run chaos $(((chaos_min + 15) * 60)) node dist/bench/chaos.js ;;
+    startup) stage startup 1200 node dist/bench/startup.js ;;
+    memory) stage memory 2400 node dist/bench/memory.js ;;
+    latency) stage latency 1200 node dist/bench/latency.js ;;
+    detection) stage detection 1800 node dist/bench/detection.js ;;
+    socket) stage socket 600 node dist/bench/socket-bench.js "${socket_args[@]}" ;;
+    soak) stage soak $(((soak_min + 15) * 60)) node dist/bench/soak.js ;;
+    soak-capped) stage soak-capped $(((soak_min + 15) * 60)) env SOAK_NODE_OPTIONS=--max-old-space-size=32 node dist/bench/soak.js ;;
+    chaos) stage chaos $(((chaos_min + 15) * 60)) node dist/bench/chaos.js ;;
   esac
 done
 

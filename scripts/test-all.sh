@@ -6,26 +6,8 @@ set -uo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$SRC"
 export NODE_OPTIONS=${NODE_OPTIONS:-}
-declare -a RESULTS=()
-FAILED=0
-
-stage() { # stage NAME LIMIT_SECONDS CMD...   (the limit is a backstop against a hung runner)
-  local name=$1 limit=$2
-  shift 2
-  echo
-  echo "=== $name: $*"
-  local t0=$SECONDS
-  timeout --kill-after=30 "$limit" "$@" 2>&1 | tee -a "$OUTPUT"
-  local rc=${PIPESTATUS[0]}
-  [ $rc -eq 124 ] && echo "=== $name: stopped after $limit s"
-  if [ $rc -eq 0 ]; then
-    RESULTS+=("PASS  $name ($((SECONDS - t0)) s)")
-  else
-    RESULTS+=("FAIL  $name (exit $rc, $((SECONDS - t0)) s)")
-    FAILED=1
-  fi
-  return $rc
-}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 # Debian packages and node_modules, installed when missing (a fresh Debian 12 machine).
 bash scripts/deps.sh || { echo "=== deps failed" >&2; exit 1; }
