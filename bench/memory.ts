@@ -159,7 +159,7 @@ async function main(): Promise<number> {
     );
     const rss = m.samples.map((x) => x.rssKb);
     console.log(
-      `growth: ${m.growthMb.requests} MB over the requests; ${m.growthMb.simulation} MB over the simulated monitoring ` +
+      `growth: ${m.growthMb.requests} MB over the requests (${m.growthMb.requestsSettled} MB between the 30 s readings); ${m.growthMb.simulation} MB over the simulated monitoring ` +
         `(samples every 10 s: ${mb(Math.min(...rss))}–${mb(Math.max(...rss))} MB)`,
     );
     console.log(

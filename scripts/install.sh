@@ -179,14 +179,24 @@ for pair in "openauto-system:dist/bin/openauto-system.js" "openautoctl:dist/bin/
 done
 
 # ---- system integration --------------------------------------------------------------------------------
-if [ "$NODE_BIN" = /usr/bin/node ]; then
-  put 0644 systemd/$UNIT /usr/lib/systemd/system/$UNIT
-else
-  unit_tmp=$(mktemp)
-  sed "s#^ExecStart=/usr/bin/node #ExecStart=$NODE_BIN #" systemd/$UNIT >"$unit_tmp"
-  put 0644 "$unit_tmp" /usr/lib/systemd/system/$UNIT
-  rm -f "$unit_tmp"
-fi
+# The unit's node flags are V8's memory settings (see the unit); V8 flags are not a stable interface, so a
+# node that refuses one (it would not start at all) gets the unit without it, and a warning.
+exec_line=$(grep -m1 '^ExecStart=/usr/bin/node ' systemd/$UNIT)
+flags=() kept=()
+read -r -a flags <<<"${exec_line#ExecStart=/usr/bin/node }"
+script=${flags[-1]}
+unset 'flags[-1]'
+for f in "${flags[@]}"; do
+  if [ -z "$R" ] && [ -x "$NODE_BIN" ] && ! "$NODE_BIN" "$f" -e 0 >/dev/null 2>&1; then
+    note "WARNING: $NODE_BIN does not take $f: the unit runs without it (more memory)"
+  else
+    kept+=("$f")
+  fi
+done
+unit_tmp=$(mktemp)
+sed "s#^ExecStart=/usr/bin/node .*#ExecStart=$NODE_BIN ${kept[*]} $script#" systemd/$UNIT >"$unit_tmp"
+put 0644 "$unit_tmp" /usr/lib/systemd/system/$UNIT
+rm -f "$unit_tmp"
 put 0644 systemd/$SOCKET_UNIT /usr/lib/systemd/system/$SOCKET_UNIT
 put 0644 dbus/org.openauto.System.conf /usr/share/dbus-1/system.d/org.openauto.System.conf
 put 0644 dbus/org.openauto.System.service /usr/share/dbus-1/system-services/org.openauto.System.service

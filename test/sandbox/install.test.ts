@@ -68,6 +68,27 @@ describe('install.sh and uninstall.sh on a live system', { skip }, () => {
       const unit = await sb.readFile('/usr/lib/systemd/system/openauto-system.service');
       assert.match(unit, /^ExecStart=\/usr\/local\/lib\/nodejs\/bin\/node --max-semi-space-size=1 /m);
       assert.equal(await sb.readFile(MANIFEST), manifest, 'the same files are installed');
+      // A node that does not know one of the unit's V8 flags: the unit goes without it and still runs.
+      const picky = '/usr/local/lib/nodejs/bin/picky-node';
+      await sb.writeFile(
+        picky,
+        '#!/bin/sh\nfor a; do [ "$a" = --lite-mode ] && { echo "bad option: $a" >&2; exit 9; }; done\nexec /usr/bin/node "$@"\n',
+        0o755,
+      );
+      const r = await sb.exec(
+        ['bash', `${SRC}/scripts/install.sh`, '--user', APP_USER, '--no-build', '--node', picky],
+        {
+          timeoutMs: 60_000,
+        },
+      );
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(r.stdout, /does not take --lite-mode: the unit runs without it/);
+      assert.match(
+        await sb.readFile('/usr/lib/systemd/system/openauto-system.service'),
+        /^ExecStart=\/usr\/local\/lib\/nodejs\/bin\/picky-node --max-semi-space-size=1 --expose-gc \/usr\/lib\/openauto-system\/dist\/bin\/openauto-system\.js$/m,
+      );
+      await sb.waitFor(async () => (await sb.unitState('openauto-system.service')) === 'active', 30_000, 200);
+      await health();
       const bad = await sb.exec(['bash', `${SRC}/scripts/install.sh`, '--no-build', '--node', 'node']);
       assert.notEqual(bad.code, 0);
       assert.match(bad.stderr, /--node needs an absolute path/);
