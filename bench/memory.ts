@@ -17,7 +17,7 @@
 //
 //   node dist/bench/memory.js        (as root; the daemon must be built)
 // Everything is measured twice: as shipped, and with node as the unit ran it before (no --lite-mode, no
-// --expose-gc, so no heap trimming), for comparison; MEMORY_VARIANT=0 skips the second.
+// --jitless, no --expose-gc, so no heap trimming), for comparison; MEMORY_VARIANT=0 skips the second.
 // Environment: MEMORY_REQUESTS (10000), MEMORY_SIM_SECONDS (180); BENCH_QUICK=1 shortens both.
 import { execFileSync } from 'node:child_process';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
@@ -201,7 +201,7 @@ interface Variant {
 }
 
 const WITHOUT_LITE_MODE: Variant = {
-  name: 'without --lite-mode and --expose-gc (no heap trimming)',
+  name: 'without --lite-mode, --jitless and --expose-gc (no heap trimming)',
   nodeFlags: '--max-semi-space-size=1',
 };
 const DAEMON_JS = '/usr/lib/openauto-system/dist/bin/openauto-system.js';
@@ -218,7 +218,8 @@ async function measure(variant: Variant, requests: number, simSeconds: number) {
       await mkdir(dir, { recursive: true });
       await writeFile(
         join(dir, 'bench-memory.conf'),
-        `[Service]\nExecStart=\nExecStart=/usr/bin/node ${variant.nodeFlags} ${DAEMON_JS}\n`,
+        // Without --jitless, V8's JIT needs executable memory: the unit's MemoryDenyWriteExecute must go too.
+        `[Service]\nExecStart=\nExecStart=/usr/bin/node ${variant.nodeFlags} ${DAEMON_JS}\nMemoryDenyWriteExecute=no\n`,
       );
       await sb.execOk(['systemctl', 'daemon-reload']);
       await sb.execOk(['systemctl', 'restart', 'openauto-system.service']);

@@ -194,7 +194,10 @@ for f in "${flags[@]}"; do
   fi
 done
 unit_tmp=$(mktemp)
-sed "s#^ExecStart=/usr/bin/node .*#ExecStart=$NODE_BIN ${kept[*]} $script#" systemd/$UNIT >"$unit_tmp"
+mdwe=yes
+case " ${kept[*]} " in *" --jitless "*) ;; *) mdwe=no ;; esac # V8 with a JIT aborts under it
+sed -e "s#^ExecStart=/usr/bin/node .*#ExecStart=$NODE_BIN ${kept[*]} $script#" \
+  -e "s#^MemoryDenyWriteExecute=yes#MemoryDenyWriteExecute=$mdwe#" systemd/$UNIT >"$unit_tmp"
 put 0644 "$unit_tmp" /usr/lib/systemd/system/$UNIT
 rm -f "$unit_tmp"
 put 0644 systemd/$SOCKET_UNIT /usr/lib/systemd/system/$SOCKET_UNIT

@@ -226,15 +226,15 @@ describe('sandbox foundation', { skip }, () => {
 
   it("node, dbus-next and the native modules work under the shipped unit's hardening", async () => {
     await sb.writeFile('/usr/local/lib/openauto-sandbox/hardening-probe.mjs', HARDENING_PROBE);
-    // The installed unit, with the probe as ExecStart and its own runtime directory.
+    // The installed unit, with the probe in place of the daemon (same node flags) and its own runtime directory.
     const unit = (await sb.readFile('/usr/lib/systemd/system/openauto-system.service'))
       .replace(/^Type=dbus$/m, 'Type=oneshot')
       .replace(/^BusName=.*$/m, '')
       .replace(/^Restart=.*$/m, 'Restart=no')
       .replace(/^RuntimeDirectory=openauto$/m, 'RuntimeDirectory=openauto-probe')
       .replace(
-        /^ExecStart=.*$/m,
-        'ExecStart=/usr/bin/node /usr/local/lib/openauto-sandbox/hardening-probe.mjs',
+        /^(ExecStart=\/usr\/bin\/node [^\n]*?)\S+\.js$/m,
+        '$1/usr/local/lib/openauto-sandbox/hardening-probe.mjs',
       )
       .replace(/^\[Install\][\s\S]*$/m, '');
     await sb.writeFile('/etc/systemd/system/openauto-hardening-probe.service', unit);
@@ -325,6 +325,15 @@ await check('wlan0 address via getifaddrs', () => {
   const a = (os.networkInterfaces().wlan0 || []).map((x) => x.address);
   if (!a.includes('10.0.0.1')) throw new Error('wlan0: ' + a.join(','));
   return a.join(',');
+});
+// Hot functions and regexps are where a JIT would make memory executable, which MemoryDenyWriteExecute
+// refuses: with --jitless they stay interpreted and the process lives.
+await check('hot code and regexps under MemoryDenyWriteExecute', () => {
+  let n = 0;
+  const re = /^([a-z]+)=(\d+)$/;
+  const f = (s) => (re.test(s) ? Number(s.split('=')[1]) : 0);
+  for (let i = 0; i < 300000; i++) n += f('key=' + (i % 10));
+  return String(n);
 });
 await check('sysfs ifindex', () => fs.readFileSync('/sys/class/net/wlan0/ifindex', 'utf8').trim());
 await check('atomic write in /etc/hostapd with group openauto', () => atomicWrite('/etc/hostapd'));
