@@ -2,8 +2,9 @@
 // systemd and the shadow tools keep for themselves. The sandbox boots with the package installed, so the
 // test first uninstalls it: that tree is "before"; then install and uninstall again, and compare.
 import assert from 'node:assert/strict';
+import { dirname } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { APP_USER, daemonBuilt, Sandbox, sandboxUnavailable } from './harness.js';
+import { APP_USER, daemonBuilt, REPO_ROOT, Sandbox, sandboxUnavailable } from './harness.js';
 
 const SRC = '/usr/src/openauto-system';
 const skip =
@@ -12,13 +13,14 @@ const skip =
 // Every path with its type, mode, owner, group and link target; a content hash for files under /etc (the
 // system's configuration: the group database, defaults, unit links). Left out: the kernel's and systemd's
 // runtime trees, logs, caches, temp files, the shadow tools' backups (/etc/group- ...), the read-only
-// source tree bound in for the sandbox, and root's home and the build machine's work tree (the sandbox
-// shares the host's root; the installer touches neither).
+// source tree bound in for the sandbox, and root's home and the directory holding the build machine's
+// checkout (the sandbox shares the host's root; the installer touches neither).
+const CHECKOUT_DIR = dirname(REPO_ROOT) === '/' ? REPO_ROOT : dirname(REPO_ROOT);
 const SNAPSHOT = `
 set -euo pipefail
 find / -xdev \\( -path /proc -o -path /sys -o -path /run -o -path /dev -o -path /tmp -o -path /var/tmp \\
   -o -path /var/log -o -path /var/cache -o -path /var/lib/systemd -o -path /usr/src/openauto-system \\
-  -o -path /root -o -path /work \\
+  -o -path /root -o -path '${CHECKOUT_DIR}' \\
   -o -path '/etc/*-' \\) -prune -o -printf '%p %y %m %u %g %l\\n' | sort
 find /etc -xdev -type f ! -name '*-' -print0 | sort -z | xargs -0 sha256sum
 `;
