@@ -176,7 +176,7 @@ async function main(): Promise<number> {
       mb(ref.nodeWithDependencies.anonKb),
     ],
     [
-      "node + all of the daemon's modules (not started)",
+      "node + all of the daemon's modules, unbundled (not started)",
       mb(ref.nodeWithDaemonModules.rssKb),
       mb(ref.nodeWithDaemonModules.anonKb),
     ],

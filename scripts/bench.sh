@@ -15,8 +15,9 @@ set -uo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$SRC"
-ALL=(startup memory latency detection socket soak soak-capped chaos)
-if [ $# -gt 0 ]; then SELECTED=("$@"); else SELECTED=(startup memory latency detection socket soak chaos); fi
+DEFAULT=(startup memory latency detection socket soak chaos)
+ALL=("${DEFAULT[@]}" soak-capped)
+if [ $# -gt 0 ]; then SELECTED=("$@"); else SELECTED=("${DEFAULT[@]}"); fi
 for n in "${SELECTED[@]}"; do
   case " ${ALL[*]} " in *" $n "*) ;; *) echo "bench: unknown benchmark '$n' (one of: ${ALL[*]})" >&2; exit 2 ;; esac
 done

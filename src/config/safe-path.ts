@@ -6,8 +6,8 @@
 //   - a symlink owned by root is followed (an administrator's /home -> /data/home), at most 32 of them;
 //   - a symlink owned by anyone else is refused;
 //   - the last component must not be a symlink at all (load.ts opens it with O_NOFOLLOW).
-// The walk ends with lstat of the file; load.ts compares its (dev, ino) compares them with fstat of what it opened, so a directory
-// swapped for a symlink between the walk and open() is caught as well.
+// The walk ends with lstat of the file; load.ts compares its (dev, ino) with fstat of what it opened, so a
+// directory swapped for a symlink between the walk and open() is caught as well.
 import type { Stats } from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';

@@ -29,7 +29,7 @@ export class HeapTrimmer {
   private timer: NodeJS.Timeout | undefined;
   private readonly heapBytes: () => number;
   private readonly collect: (() => void) | undefined;
-  /** Collections run so far (GetStatus does not show it; tests and benchmarks read it). */
+  /** Collections run so far (GetStatus does not show it; the tests read it). */
   collections = 0;
 
   constructor(private readonly opts: HeapTrimOptions) {
