@@ -3,40 +3,95 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
-import { HeapTrimmer, shouldTrim } from '../../src/memory/heap-trim.js';
+import { HeapTrimmer, initialTrimState, trimReason } from '../../src/memory/heap-trim.js';
 
 const MB = 1024 * 1024;
 
+/** A trimmer over a fake heap; `shrink` says what a collection leaves of the heap it found. */
+function fakeHeap(start: number, shrink: (heap: number) => number) {
+  let heap = start;
+  const collected: number[] = [];
+  const trimmer = new HeapTrimmer({
+    intervalMs: 30_000,
+    slackBytes: 2 * MB,
+    heapBytes: () => heap,
+    collect: () => {
+      collected.push(heap);
+      heap = shrink(heap);
+    },
+  });
+  return { trimmer, collected, setHeap: (h: number) => (heap = h) };
+}
+
 describe('heap trimmer', () => {
-  test('the decision: first check collects, then only growth past the slack does', () => {
-    assert.equal(shouldTrim(10 * MB, undefined, 2 * MB), true);
-    assert.equal(shouldTrim(12 * MB, 10 * MB, 2 * MB), false);
-    assert.equal(shouldTrim(12 * MB + 1, 10 * MB, 2 * MB), true);
-    assert.equal(shouldTrim(8 * MB, 10 * MB, 2 * MB), false);
+  test('the decision: first check collects, then growth past the last collection or past the floor', () => {
+    const s = { floor: 8 * MB, last: 12 * MB, wait: 0, backoff: 1 };
+    assert.equal(trimReason(initialTrimState(), 10 * MB, 2 * MB), 'first');
+    assert.equal(trimReason(s, 14 * MB + 1, 2 * MB), 'growth');
+    assert.equal(trimReason(s, 10 * MB + 1, 2 * MB), 'floor');
+    assert.equal(trimReason(s, 10 * MB, 2 * MB), undefined);
+    assert.equal(trimReason({ ...s, wait: 1 }, 10 * MB + 1, 2 * MB), undefined, 'backing off');
+    assert.equal(trimReason({ ...s, wait: 1 }, 14 * MB + 1, 2 * MB), 'growth', 'growth ignores the back-off');
   });
 
-  test('collects once per growth and takes the heap after the collection as the new baseline', () => {
-    let heap = 11 * MB;
-    const collected: number[] = [];
-    const t = new HeapTrimmer({
-      intervalMs: 30_000,
-      slackBytes: 2 * MB,
-      heapBytes: () => heap,
-      collect: () => {
-        collected.push(heap);
-        heap -= 3 * MB; // what a collection gives back
-      },
-    });
-    t.check(); // start-up garbage: 11 -> 8 MB
+  test('collects once per growth; a quiet heap at its floor is left alone', () => {
+    const { trimmer, collected, setHeap } = fakeHeap(11 * MB, (h) => h - 3 * MB);
+    trimmer.check(); // start-up garbage: 11 -> 8 MB
     assert.deepEqual(collected, [11 * MB]);
-    heap = 9.5 * MB; // a little growth: left alone
-    t.check();
-    assert.equal(t.collections, 1);
-    heap = 16 * MB; // a burst
-    t.check();
+    setHeap(9.5 * MB); // a little growth: left alone
+    trimmer.check();
+    trimmer.check();
+    assert.equal(trimmer.collections, 1);
+    setHeap(16 * MB); // a burst
+    trimmer.check();
     assert.deepEqual(collected, [11 * MB, 16 * MB]);
-    t.check(); // 13 MB is the new baseline: nothing to do
-    assert.equal(t.collections, 2);
+  });
+
+  test('a collection in the middle of a busy spell does not keep the quiet heap high', () => {
+    // The second soak's failure: a collection under load left 14 MB (in-flight requests are live); judged
+    // against that alone, the quiet heap of 15.5 MB was never collected again and stayed 7 MB up.
+    let live = 6 * MB;
+    const { trimmer, collected, setHeap } = fakeHeap(10 * MB, () => live + 2 * MB);
+    trimmer.check(); // floor: 8 MB
+    live = 12 * MB; // busy: a lot is live
+    setHeap(20 * MB);
+    trimmer.check(); // growth collection leaves 14 MB
+    assert.equal(collected.length, 2);
+    live = 6 * MB; // the load stops; V8 leaves the heap where it was
+    setHeap(15.5 * MB);
+    trimmer.check();
+    assert.deepEqual(collected, [10 * MB, 20 * MB, 15.5 * MB], 'the quiet heap is collected back to the floor');
+    trimmer.check();
+    assert.equal(trimmer.collections, 3, 'and then left alone');
+  });
+
+  test('a live set that really grew is collected less and less often, and growth resets that', () => {
+    // The heap can never get back below 12 MB again; the floor stays at 8 MB.
+    let floorOfHeap = 8 * MB;
+    const { trimmer, setHeap } = fakeHeap(10 * MB, () => floorOfHeap);
+    trimmer.check();
+    floorOfHeap = 12 * MB;
+    setHeap(13 * MB);
+    const ran: boolean[] = [];
+    for (let i = 0; i < 24; i++) {
+      const before = trimmer.collections;
+      trimmer.check();
+      ran.push(trimmer.collections > before);
+      setHeap(13 * MB); // what V8 grows back to between checks
+    }
+    // Check 0 is growth past the last collection; from check 1 on, floor collections that stay at 12 MB,
+    // skipping 1, 2, 4 and then (capped) 8 checks in between.
+    assert.deepEqual(
+      ran.flatMap((r, i) => (r ? [i] : [])),
+      [0, 1, 3, 6, 11, 20],
+    );
+    setHeap(20 * MB); // a burst: growth past the last collection collects at once and ends the back-off
+    const before = trimmer.collections;
+    trimmer.check();
+    assert.equal(trimmer.collections, before + 1);
+    setHeap(13 * MB);
+    trimmer.check();
+    assert.equal(trimmer.collections, before + 2, 'the floor check runs again at the next check');
   });
 
   test('without an exposed gc it is disabled and never throws', () => {
