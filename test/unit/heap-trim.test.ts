@@ -60,7 +60,11 @@ describe('heap trimmer', () => {
     live = 6 * MB; // the load stops; V8 leaves the heap where it was
     setHeap(15.5 * MB);
     trimmer.check();
-    assert.deepEqual(collected, [10 * MB, 20 * MB, 15.5 * MB], 'the quiet heap is collected back to the floor');
+    assert.deepEqual(
+      collected,
+      [10 * MB, 20 * MB, 15.5 * MB],
+      'the quiet heap is collected back to the floor',
+    );
     trimmer.check();
     assert.equal(trimmer.collections, 3, 'and then left alone');
   });
