@@ -17,7 +17,6 @@ import { NETWORK_FILE } from './config/render.js';
 import { Daemon } from './daemon.js';
 import { type ApExpectation, reconfigureLink } from './health/functional.js';
 import { HealthMonitor } from './health/monitor.js';
-import { SERVICES } from './health/states.js';
 import { listenFdsFromEnv, SocketServer } from './ipc/index.js';
 import { errText, log } from './log/journal.js';
 import { HeapTrimmer } from './memory/heap-trim.js';
@@ -36,15 +35,22 @@ function packageVersion(): string {
   }
 }
 
-/** What wlan0 should carry, from config.yaml's network section; the contract's defaults when unreadable. */
+/** What the AP link must carry under a validated network section. */
+function expectationOf(settings: Settings, n: { interface: string; ap_ip: string }): ApExpectation {
+  return { iface: n.interface, apIp: n.ap_ip, networkFile: join(settings.networkDir, NETWORK_FILE) };
+}
+
+/** At start, before anything is known to be in effect: config.yaml's network section; the contract's
+ * defaults when unreadable. */
 async function readExpectation(settings: Settings): Promise<ApExpectation> {
-  const networkFile = join(settings.networkDir, NETWORK_FILE);
   try {
-    const n = await loadSection(settings.config, 'network', { zoneinfoDir: settings.zoneinfo });
-    return { iface: n.interface, apIp: n.ap_ip, networkFile };
+    return expectationOf(
+      settings,
+      await loadSection(settings.config, 'network', { zoneinfoDir: settings.zoneinfo }),
+    );
   } catch (err) {
     log.warning('network section unreadable; checking the default AP address', { error: errText(err) });
-    return { iface: 'wlan0', apIp: '10.0.0.1', networkFile };
+    return expectationOf(settings, { interface: 'wlan0', ap_ip: '10.0.0.1' });
   }
 }
 
@@ -91,18 +97,13 @@ async function run(settings: Settings): Promise<void> {
   const applier = new ConfigApplier({
     paths: settings,
     // Runs inside the apply's hold on the unit (withUnitLock), so it talks to systemd directly.
-    restartUnit: async (unit) => {
+    restartUnit: async (unit, link) => {
       const result = await systemd.restart(unit, settings.restartTimeoutMs);
       if (result !== 'done') throw new Error(`${unit} restart job ${result}`);
-      if (unit === SERVICES.networkd.unit) {
+      if (link !== undefined) {
         // The file may have changed the AP's address: drop the old one networkd's restart left behind.
-        const exp = await readExpectation(settings);
-        await reconfigureLink(bus, exp.iface).catch((err: unknown) =>
-          log.warning('reconfiguring the AP link failed', {
-            unit,
-            interface: exp.iface,
-            error: errText(err),
-          }),
+        await reconfigureLink(bus, link).catch((err: unknown) =>
+          log.warning('reconfiguring the AP link failed', { unit, interface: link, error: errText(err) }),
         );
       }
     },
@@ -113,6 +114,8 @@ async function run(settings: Settings): Promise<void> {
   });
   const removed = await applier.cleanup();
   await applier.inspect();
+  // The .network file in place already holds config.yaml's section: that is what the link carries.
+  if (applier.network) expectation = expectationOf(settings, applier.network);
   if (removed > 0)
     log.notice(`removed ${removed} temporary file(s) left by an interrupted write`, { count: removed });
   const authorizer = new Authorizer(bus);
@@ -127,7 +130,8 @@ async function run(settings: Settings): Promise<void> {
       apply: async (section) => {
         const result = await applier.apply(section);
         if (section === 'network' || section === 'wifi') {
-          expectation = await readExpectation(settings);
+          // What was just applied, not config.yaml re-read (it may have changed since it was validated).
+          if (applier.network) expectation = expectationOf(settings, applier.network);
           // Check against the new address now, not at the next poll.
           monitor.poke('hostapd');
           monitor.poke('networkd');

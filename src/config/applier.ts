@@ -51,8 +51,9 @@ export interface AdapterProps {
 
 export interface ApplierDeps {
   paths: ApplierPaths;
-  /** Restarts `unit` (e.g. hostapd.service) and resolves once it is active again; throws when it is not. */
-  restartUnit(unit: string): Promise<void>;
+  /** Restarts `unit` (e.g. hostapd.service) and resolves once it is active again; throws when it is not.
+   * `link`, for networkd: the interface the validated .network file configures (its old address must go). */
+  restartUnit(unit: string, link?: string): Promise<void>;
   /** Sets BlueZ Adapter1 Alias and Discoverable; `changed` says whether either differed before. */
   setAdapter(props: AdapterProps): Promise<{ changed: boolean }>;
   getTimezone(): Promise<string>;
@@ -124,6 +125,8 @@ export class ConfigApplier {
   private tail: Promise<unknown> = Promise.resolve();
   private inFlight = 0;
   private readonly applied: Partial<Record<SectionName, { [key: string]: Json }>> = {};
+  /** The network section in effect: last applied, or found already in place at start. */
+  private inEffect: SectionConfigs['network'] | undefined;
 
   constructor(private readonly deps: ApplierDeps) {
     this.paths = deps.paths;
@@ -144,6 +147,12 @@ export class ConfigApplier {
     const a = await cleanTempFiles(path.dirname(this.paths.hostapdConf), [this.paths.hostapdConf]);
     const b = await cleanTempFiles(this.paths.networkDir, [this.networkFile]);
     return a + b;
+  }
+
+  /** The validated network section the .network file holds now (undefined until known): what the health
+   * checks must expect on the AP link. Not config.yaml as it reads now, which may hold unapplied edits. */
+  get network(): SectionConfigs['network'] | undefined {
+    return this.inEffect;
   }
 
   /** Summary of what was last applied (or found already in place) per section since start, secrets removed. */
@@ -240,16 +249,23 @@ export class ConfigApplier {
    * logged (they will be reported to whoever applies the section).
    */
   async inspect(): Promise<void> {
-    const plans = { wifi: () => this.planWifi(), network: () => this.planNetwork() } as const;
-    for (const [section, plan] of Object.entries(plans) as [keyof typeof plans, (typeof plans)['wifi']][]) {
-      try {
-        const { cfg, text, previous } = await plan();
-        if (previous?.data.equals(Buffer.from(text))) {
-          this.applied[section] = { ...summarizeSection(section, cfg), applied_at: 'before start' };
-        }
-      } catch (err) {
-        log.debug(`config section ${section} not inspected`, { SECTION: section, DETAIL: errText(err) });
-      }
+    await this.inspectOne('wifi', () => this.planWifi());
+    this.inEffect = await this.inspectOne('network', () => this.planNetwork());
+  }
+
+  /** One section of inspect(): its validated config when the system file already holds it. */
+  private async inspectOne<S extends keyof typeof FILE_SECTIONS>(
+    section: S,
+    plan: () => Promise<{ cfg: SectionConfigs[S]; text: string; previous: FileSnapshot | null }>,
+  ): Promise<SectionConfigs[S] | undefined> {
+    try {
+      const { cfg, text, previous } = await plan();
+      if (!previous?.data.equals(Buffer.from(text))) return undefined;
+      this.applied[section] = { ...summarizeSection(section, cfg), applied_at: 'before start' };
+      return cfg;
+    } catch (err) {
+      log.debug(`config section ${section} not inspected`, { SECTION: section, DETAIL: errText(err) });
+      return undefined;
     }
   }
 
@@ -273,7 +289,9 @@ export class ConfigApplier {
       previous,
       { mode: 0o644 },
       rec,
+      cfg.interface,
     );
+    this.inEffect = cfg;
     this.applied.network = this.stamp(summarizeSection('network', cfg));
     return result;
   }
@@ -347,6 +365,7 @@ export class ConfigApplier {
     previous: FileSnapshot | null,
     meta: FileMeta,
     rec: ApplyRecord,
+    link?: string,
   ): Promise<ApplyResult> {
     const { service, unit, label } = FILE_SECTIONS[section];
     // A crash in an earlier apply may have left a temp file; this is the one place that writes here.
@@ -372,10 +391,10 @@ export class ConfigApplier {
       }
       rec.changed = true;
       try {
-        await this.deps.restartUnit(unit);
+        await this.deps.restartUnit(unit, link);
       } catch (err) {
         rec.detail = errText(err);
-        throw await this.rollBack(file, previous, unit, label, rec);
+        throw await this.rollBack(file, previous, unit, label, rec, link);
       }
       rec.restarted.push(service);
       return { changed: true, restarted: [service] };
@@ -389,6 +408,7 @@ export class ConfigApplier {
     unit: string,
     label: string,
     rec: ApplyRecord,
+    link?: string,
   ): Promise<ServiceError> {
     const head = `${label} failed to start with the new configuration`;
     try {
@@ -400,7 +420,8 @@ export class ConfigApplier {
     }
     rec.changed = false;
     try {
-      await this.deps.restartUnit(unit);
+      // The same link: the failed file's address must not stay behind either.
+      await this.deps.restartUnit(unit, link);
     } catch (err) {
       rec.rollback = 'restored-not-started';
       rec.detail = `${rec.detail ?? ''}; second restart: ${errText(err)}`;

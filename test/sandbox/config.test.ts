@@ -183,6 +183,19 @@ describe('ApplyConfig in the sandbox', { skip }, () => {
       sb,
       appConfig('network: {ap_ip: 10.0.0.2, dhcp_range_start: 10.0.0.200, dhcp_range_end: 10.0.0.200}\n'),
     );
+    // Edited but not applied: the checks keep expecting what the .network file holds, even after an apply
+    // of another section (which re-checks at once).
+    assert.deepEqual(await applyCtl(sb, 'wifi'), { ok: true, changed: false, restarted: [] });
+    await new Promise((r) => setTimeout(r, 500));
+    const details = JSON.parse(await sb.execOk(['openautoctl', '--json', 'status'])) as {
+      services: Record<string, { functional_detail: string }>;
+    };
+    for (const k of ['hostapd', 'networkd']) {
+      const d = details.services[k]?.functional_detail ?? '';
+      assert.match(d, /10\.0\.0\.1\b/, `${k}: ${d}`);
+      assert.doesNotMatch(d, /10\.0\.0\.2\b/, `${k}: ${d}`);
+    }
+    assert.deepEqual(await health(sb), ALL_ACTIVE);
     const r = await applyCtl(sb, 'network');
     assert.deepEqual(r, { ok: true, changed: true, restarted: ['networkd'] });
     const nl = lines(await sb.readFile(NETWORK_FILE));

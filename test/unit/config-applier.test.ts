@@ -409,8 +409,44 @@ describe('journal and status', () => {
     assert.equal((summary.wifi as { ssid: string }).ssid, 'Car');
     assert.equal((summary.wifi as { applied_at: string }).applied_at, 'before start');
     assert.equal(summary.network, undefined, 'the .network file differs from what config.yaml renders');
+    assert.equal(fresh.network, undefined, 'so what the link carries is not known from config.yaml');
     assert.deepEqual(await fileState(sb.paths.hostapdConf), h, 'inspect touched nothing');
     assert.equal(sys.restarts.length, restarts);
+  });
+
+  test('a .network file that already matches tells what the AP link carries', async () => {
+    const cfg = validConfig();
+    cfg.network.ap_ip = '10.0.0.3';
+    await sb.writeConfig(cfg);
+    await new ConfigApplier(sys.deps(sb.paths)).apply('network');
+    const fresh = new ConfigApplier(sys.deps(sb.paths));
+    await fresh.inspect();
+    assert.equal(fresh.network?.ap_ip, '10.0.0.3');
+    assert.equal(fresh.network?.interface, 'wlan0');
+  });
+
+  test('the network section in effect is the one applied, not config.yaml edited since', async () => {
+    const cfg = validConfig();
+    cfg.wifi.interface = 'wlan1'; // the AP interface, which the .network file matches on
+    await sb.writeConfig(cfg);
+    const applier = new ConfigApplier(sys.deps(sb.paths));
+    const before = applier.network;
+    assert.equal(before, undefined, 'nothing applied, nothing inspected: not known');
+    await applier.apply('wifi');
+    await applier.apply('network');
+    assert.deepEqual(sys.links, [undefined, 'wlan1'], 'networkd is told which link the new file configures');
+    assert.equal(applier.network?.interface, 'wlan1');
+
+    cfg.wifi.interface = 'wlan2'; // edited, not applied
+    cfg.network.ap_ip = '10.0.0.3';
+    await sb.writeConfig(cfg);
+    assert.equal(applier.network?.ap_ip, '10.0.0.1');
+
+    sys.failRestart = (unit, call) => unit === 'systemd-networkd.service' && call === 2;
+    await refused(applier.apply('network'));
+    assert.deepEqual(sys.links.slice(2), ['wlan2', 'wlan2'], 'the restart and the rollback restart');
+    assert.equal(applier.network?.interface, 'wlan1', 'a rolled-back apply leaves the section in effect');
+    assert.equal(applier.network?.ap_ip, '10.0.0.1');
   });
 
   test('a failed apply leaves the previous summary', async () => {
