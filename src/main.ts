@@ -54,7 +54,7 @@ async function readExpectation(settings: Settings): Promise<ApExpectation> {
   }
 }
 
-/** Heap growth past the last full collection that the trimmer gives back (the soak's growth target). */
+/** Heap growth past the last collection or the floor that the trimmer gives back (the soak's growth target). */
 const HEAP_SLACK_BYTES = 2 * 1024 * 1024;
 
 /** A call to the bus daemon itself (name ownership). */
