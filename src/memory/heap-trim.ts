@@ -9,7 +9,8 @@
 //    against that the quiet heap would never be collected (a 30-minute soak ended 3.2 MB up that way).
 // A floor collection that cannot get back near the floor means the live set really grew; the floor check
 // then backs off (1, 2, 4 ... `maxBackoffChecks` intervals) so a daemon that legitimately holds more does
-// not collect every interval forever. Growth under load resets the back-off: the heap is moving, not settled. A quiet daemon at its floor does nothing: one read of V8's counters.
+// not collect every interval forever. Growth under load resets the back-off: the heap is moving, not
+// settled. A quiet daemon at its floor does nothing: the check is one read of V8's counters.
 //
 // The collection needs node's --expose-gc (the shipped unit passes it); without it this does nothing.
 import { getHeapStatistics } from 'node:v8';
