@@ -77,7 +77,9 @@ async function run(settings: Settings): Promise<void> {
   const systemd = new SystemdManager(bus);
   await systemd.start();
   const restarter = new UnitRestarter(systemd, settings.restartTimeoutMs);
-  let expectation = await readExpectation(settings);
+  // What the AP link must carry; set once the applier has looked at the .network file in place (below).
+  // The monitor reads it only from start() on.
+  let expectation!: ApExpectation;
   const monitor = new HealthMonitor({
     bus,
     systemd,
@@ -114,8 +116,9 @@ async function run(settings: Settings): Promise<void> {
   });
   const removed = await applier.cleanup();
   await applier.inspect();
-  // The .network file in place already holds config.yaml's section: that is what the link carries.
-  if (applier.network) expectation = expectationOf(settings, applier.network);
+  // When the .network file in place already holds config.yaml's section, that is what the link carries
+  // (no second read of config.yaml); otherwise config.yaml says what it should carry.
+  expectation = applier.network ? expectationOf(settings, applier.network) : await readExpectation(settings);
   if (removed > 0)
     log.notice(`removed ${removed} temporary file(s) left by an interrupted write`, { count: removed });
   const authorizer = new Authorizer(bus);
