@@ -14,6 +14,7 @@
 //   to the socket (sendmsg duplicates it into the message; until then our number must stay valid).
 import { closeSync } from 'node:fs';
 import type { Bus, DBusMessage } from '../bus/connection.js';
+import { connectionStream, type RawStream, receivedFdQueue } from '../bus/dbus-next-private.js';
 import { errText, log } from '../log/journal.js';
 
 /** The descriptor count declared by a message's header fields (code 9, UNIX_FDS), 0 when absent. */
@@ -76,12 +77,6 @@ function closeQuietly(fd: number): void {
   }
 }
 
-interface USocketLike extends NodeJS.EventEmitter {
-  _wrap?: { fds: number[] } | null;
-  read(size?: number, fdSize?: number | null): unknown;
-  write(chunk: unknown, encoding?: unknown, cb?: unknown): boolean;
-}
-
 export class UnixFdGuard {
   /** Whether descriptors can arrive on this connection at all (fd passing negotiated, usocket present). */
   readonly supported: boolean;
@@ -95,8 +90,8 @@ export class UnixFdGuard {
   private dropped = 0;
 
   private constructor(bus: Bus) {
-    const stream = (bus.raw as unknown as { _connection: { stream: USocketLike } })._connection.stream;
-    this.supported = typeof stream._wrap === 'object' && stream._wrap !== null;
+    const stream = connectionStream(bus.raw);
+    this.supported = receivedFdQueue(stream) !== undefined;
     if (!this.supported) return;
     this.patchRead(stream);
     this.patchReadable(stream);
@@ -150,7 +145,7 @@ export class UnixFdGuard {
   }
 
   // dbus-next reads a 16-byte fixed header with read(16), then fields and body with read(n, null).
-  private patchRead(stream: USocketLike): void {
+  private patchRead(stream: RawStream): void {
     const original = stream.read.bind(stream);
     stream.read = (size?: number, fdSize?: number | null): unknown => {
       if (fdSize === undefined) {
@@ -162,7 +157,7 @@ export class UnixFdGuard {
       const data = original(size);
       if (!Buffer.isBuffer(data)) return data;
       const want = this.lastHeader ? declaredUnixFds(this.lastHeader, data) : 0;
-      const queue = stream._wrap?.fds ?? [];
+      const queue = receivedFdQueue(stream) ?? [];
       const fds = want > 0 ? queue.splice(0, want) : [];
       this.lastFds = fds;
       return { data, fds };
@@ -172,7 +167,7 @@ export class UnixFdGuard {
   // A message dbus-next cannot parse (e.g. an fd index beyond the descriptors sent) throws inside its
   // 'readable' handler. By then it has consumed the message and reset its state to the next header, so
   // dropping the message and calling the handler again keeps the stream in step.
-  private patchReadable(stream: USocketLike): void {
+  private patchReadable(stream: RawStream): void {
     for (const listener of stream.listeners('readable') as ((...a: unknown[]) => void)[]) {
       stream.removeListener('readable', listener);
       stream.on('readable', (...args: unknown[]) => {
@@ -196,7 +191,7 @@ export class UnixFdGuard {
     }
   }
 
-  private patchWrite(stream: USocketLike): void {
+  private patchWrite(stream: RawStream): void {
     const original = stream.write.bind(stream);
     stream.write = (chunk: unknown, encoding?: unknown, cb?: unknown): boolean => {
       const fds = (chunk as { fds?: number[] } | null)?.fds;

@@ -3,6 +3,7 @@
 // never crash the process.
 import dbus from 'dbus-next';
 import { errText, log } from '../log/journal.js';
+import { connectionStream, forgetReplyHandler } from './dbus-next-private.js';
 
 const { Message } = dbus;
 export type DBusMessage = InstanceType<typeof dbus.Message>;
@@ -56,11 +57,6 @@ export interface SignalFilter {
 
 type SignalHandler = (msg: DBusMessage) => void;
 
-interface RawBus {
-  _methodReturnHandlers: Record<number, unknown>;
-  _connection: { stream: NodeJS.EventEmitter & { destroyed?: boolean } };
-}
-
 export class Bus {
   private readonly pending = new Map<number, (err: Error) => void>();
   private readonly matches = new Set<string>();
@@ -73,7 +69,7 @@ export class Bus {
       log.err('bus connection error', { error: errText(err) });
       this.markClosed();
     });
-    const stream = (raw as unknown as RawBus)._connection.stream;
+    const stream = connectionStream(raw);
     stream.on('close', () => this.markClosed());
     stream.on('end', () => this.markClosed());
     raw.on('message', (msg: DBusMessage) => {
@@ -274,7 +270,7 @@ export class Bus {
 
   private forget(serial: number): void {
     this.pending.delete(serial);
-    delete (this.raw as unknown as RawBus)._methodReturnHandlers[serial];
+    forgetReplyHandler(this.raw, serial);
   }
 
   private markClosed(): void {
