@@ -228,7 +228,11 @@ export class Bus {
    * sender's owner is followed from now on (see trackOwner). Returns an unsubscribe function.
    */
   onSignal(filter: SignalFilter, handler: SignalHandler): () => void {
-    if (filter.sender !== BUS_DRIVER && !filter.sender.startsWith(':')) this.followOwner(filter.sender);
+    if (filter.sender !== BUS_DRIVER && !filter.sender.startsWith(':')) {
+      // A typo here would silently drop every signal: refuse it at once instead.
+      if (!WELL_KNOWN_NAME.test(filter.sender)) throw new Error(`not a bus name: ${filter.sender}`);
+      this.followOwner(filter.sender);
+    }
     const entry = { filter, handler };
     this.signalHandlers.add(entry);
     return () => this.signalHandlers.delete(entry);
