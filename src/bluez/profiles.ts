@@ -115,7 +115,10 @@ export function enabledProfiles(names: readonly string[]): ProfileDef[] {
   const out: ProfileDef[] = [];
   for (const raw of names) {
     const name = raw.trim().toLowerCase();
-    const def = (PROFILES as Record<string, ProfileDef | undefined>)[name];
+    // Own keys only: "constructor" is not a profile.
+    const def = Object.hasOwn(PROFILES, name)
+      ? (PROFILES as Record<string, ProfileDef | undefined>)[name]
+      : undefined;
     if (!def) {
       log.warning(`unknown Bluetooth profile '${raw}' in the btProfiles setting; use aa, hfp-ag or hsp-hs`, {
         profile: raw,

@@ -1,6 +1,7 @@
 // The daemon's one system-bus connection, with the guards dbus-next lacks: every call is bounded, pending
-// calls fail when the connection drops, match rules are added once and never churned, and stream errors
-// never crash the process.
+// calls fail when the connection drops, match rules are added once and never churned, stream errors
+// never crash the process, and a signal reaches a handler only from the current owner of the name the
+// handler trusts (anyone may send a unicast signal to our unique name).
 import dbus from 'dbus-next';
 import { errText, log } from '../log/journal.js';
 import { connectionStream, forgetReplyHandler } from './dbus-next-private.js';
@@ -46,14 +47,36 @@ export interface PropertyTarget {
   flags?: number;
 }
 
+/** The bus driver's name; its own signals (NameOwnerChanged) carry it as sender, which no client can. */
+export const BUS_DRIVER = 'org.freedesktop.DBus';
+const BUS_DRIVER_PATH = '/org/freedesktop/DBus';
+
 export interface SignalFilter {
   path?: string;
   /** Matches this path and everything below it. */
   pathNamespace?: string;
   interface: string;
   member: string;
-  sender?: string;
+  /**
+   * Who may send it: a well-known name (only its current owner's signals pass; the owner is followed
+   * through the bus driver's NameOwnerChanged), BUS_DRIVER, or a unique name.
+   */
+  sender: string;
 }
+
+/** What we know of a trusted well-known name's owner. */
+interface OwnerTrack {
+  /** Its current unique name; undefined while it has none or before the first answer. */
+  owner: string | undefined;
+  /** Bumped by every NameOwnerChanged for the name: a GetNameOwner answer older than one is stale. */
+  changes: number;
+  /** Settles when the owner is known (rejects when asking failed; then asked again on the next use). */
+  ready?: Promise<void>;
+  retryTimer?: NodeJS.Timeout;
+  failures: number;
+}
+
+const WELL_KNOWN_NAME = /^[A-Za-z_-][A-Za-z0-9_-]*(\.[A-Za-z_-][A-Za-z0-9_-]*)+$/;
 
 type SignalHandler = (msg: DBusMessage) => void;
 
@@ -62,6 +85,7 @@ export class Bus {
   private readonly matches = new Set<string>();
   private readonly signalHandlers = new Set<{ filter: SignalFilter; handler: SignalHandler }>();
   private readonly closeHandlers = new Set<() => void>();
+  private readonly owners = new Map<string, OwnerTrack>();
   private closed = false;
 
   private constructor(readonly raw: MessageBus) {
@@ -74,6 +98,14 @@ export class Bus {
     stream.on('end', () => this.markClosed());
     raw.on('message', (msg: DBusMessage) => {
       if (msg.type !== dbus.MessageType.SIGNAL) return;
+      // The owner first, so handlers of this same signal already judge by the new owner.
+      if (
+        msg.sender === BUS_DRIVER &&
+        msg.path === BUS_DRIVER_PATH &&
+        msg.interface === BUS_DRIVER &&
+        msg.member === 'NameOwnerChanged'
+      )
+        this.ownerChanged(msg);
       for (const { filter, handler } of this.signalHandlers) {
         if (filter.member !== msg.member || filter.interface !== msg.interface) continue;
         if (filter.path !== undefined && filter.path !== msg.path) continue;
@@ -83,7 +115,7 @@ export class Bus {
           !msg.path.startsWith(`${filter.pathNamespace}/`)
         )
           continue;
-        if (filter.sender !== undefined && filter.sender !== msg.sender) continue;
+        if (!this.isFrom(filter.sender, msg.sender)) continue;
         try {
           handler(msg);
         } catch (err) {
@@ -187,11 +219,45 @@ export class Bus {
     this.matches.add(rule);
   }
 
-  /** Routes matching signals to handler; the caller adds the match rule. Returns an unsubscribe function. */
+  /**
+   * Routes matching signals from filter.sender to handler; the caller adds the match rule. A well-known
+   * sender's owner is followed from now on (see trackOwner). Returns an unsubscribe function.
+   */
   onSignal(filter: SignalFilter, handler: SignalHandler): () => void {
+    if (filter.sender !== BUS_DRIVER && !filter.sender.startsWith(':')) {
+      // A typo here would silently drop every signal: refuse it at once instead.
+      if (!WELL_KNOWN_NAME.test(filter.sender)) throw new Error(`not a bus name: ${filter.sender}`);
+      this.followOwner(filter.sender);
+    }
     const entry = { filter, handler };
     this.signalHandlers.add(entry);
     return () => this.signalHandlers.delete(entry);
+  }
+
+  /**
+   * Follows the owner of a well-known name: NameOwnerChanged from the bus driver, and GetNameOwner once.
+   * Resolves when the current owner (or that it has none) is known; until then its signals are dropped.
+   */
+  trackOwner(name: string): Promise<void> {
+    if (!WELL_KNOWN_NAME.test(name)) return Promise.reject(new Error(`not a well-known bus name: ${name}`));
+    let t = this.owners.get(name);
+    if (!t) {
+      t = { owner: undefined, changes: 0, failures: 0 };
+      this.owners.set(name, t);
+    }
+    if (t.ready) return t.ready;
+    const track = t;
+    const ready = this.learnOwner(name, track).catch((err: unknown) => {
+      track.ready = undefined;
+      throw err;
+    });
+    track.ready = ready;
+    return ready;
+  }
+
+  /** The current owner of a followed well-known name, as far as the bus has told us. */
+  ownerOf(name: string): string | undefined {
+    return this.owners.get(name)?.owner;
   }
 
   onClose(handler: () => void): void {
@@ -268,6 +334,59 @@ export class Bus {
     this.markClosed();
   }
 
+  /** Whether a signal from `sender` (the header the bus set) comes from what `trusted` names. */
+  private isFrom(trusted: string, sender: string | undefined): boolean {
+    if (sender === undefined) return false;
+    if (trusted === BUS_DRIVER || trusted.startsWith(':')) return sender === trusted;
+    const owner = this.owners.get(trusted)?.owner;
+    return owner !== undefined && owner === sender;
+  }
+
+  private ownerChanged(msg: DBusMessage): void {
+    const [name, , newOwner] = msg.body as [string, string, string];
+    const t = this.owners.get(name);
+    if (!t) return;
+    t.changes++;
+    t.owner = newOwner === '' ? undefined : newOwner;
+  }
+
+  private async learnOwner(name: string, t: OwnerTrack): Promise<void> {
+    await this.addMatch(
+      `type='signal',sender='${BUS_DRIVER}',path='${BUS_DRIVER_PATH}',interface='${BUS_DRIVER}',member='NameOwnerChanged',arg0='${name}'`,
+    );
+    const changes = t.changes;
+    const owner = await this.nameOwner(name);
+    // A NameOwnerChanged that arrived meanwhile is newer than this answer.
+    if (changes === t.changes) t.owner = owner;
+  }
+
+  /** trackOwner in the background, retried with backoff (1 s doubling to 30 s) until it works. */
+  private followOwner(name: string): void {
+    this.trackOwner(name).then(
+      () => {
+        const t = this.owners.get(name);
+        if (t) t.failures = 0;
+      },
+      (err: unknown) => {
+        const t = this.owners.get(name);
+        if (!t || this.closed || t.retryTimer) return;
+        t.failures++;
+        const ms = Math.min(30_000, 1000 * 2 ** Math.min(t.failures - 1, 5));
+        log.warning('following the owner of a bus name failed; its signals are ignored until it works', {
+          bus_name: name,
+          error: errText(err),
+          retry_in_ms: ms,
+          error_code: 'OwnerTrackFailed',
+        });
+        t.retryTimer = setTimeout(() => {
+          t.retryTimer = undefined;
+          if (!this.closed) this.followOwner(name);
+        }, ms);
+        t.retryTimer.unref();
+      },
+    );
+  }
+
   private forget(serial: number): void {
     this.pending.delete(serial);
     forgetReplyHandler(this.raw, serial);
@@ -276,6 +395,7 @@ export class Bus {
   private markClosed(): void {
     if (this.closed) return;
     this.closed = true;
+    for (const t of this.owners.values()) if (t.retryTimer) clearTimeout(t.retryTimer);
     for (const [serial, fail] of this.pending) {
       this.forget(serial);
       fail(new DisconnectedError());

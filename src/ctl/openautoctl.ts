@@ -101,7 +101,7 @@ async function main(argv: string[]): Promise<number> {
       }
       case 'watch': {
         const rule = `type='signal',sender='${NAME}',path='${PATH}',interface='${IFACE}',member='HealthChanged'`;
-        bus.onSignal({ interface: IFACE, member: 'HealthChanged', path: PATH }, (msg) => {
+        bus.onSignal({ sender: NAME, interface: IFACE, member: 'HealthChanged', path: PATH }, (msg) => {
           const h = plain(msg.body[0]) as Record<string, string>;
           if (json) console.log(JSON.stringify({ time: new Date().toISOString(), health: h }));
           else
@@ -111,6 +111,7 @@ async function main(argv: string[]): Promise<number> {
                 .join(' ')}`,
             );
         });
+        await bus.trackOwner(NAME);
         await bus.addMatch(rule);
         if (!json) console.error('watching HealthChanged (Ctrl-C to stop)');
         await new Promise<void>((resolve) => {

@@ -137,7 +137,12 @@ export class HealthMonitor extends EventEmitter {
       `type='signal',sender='org.freedesktop.network1',interface='${props}',member='PropertiesChanged',path_namespace='/org/freedesktop/network1/link'`,
     );
     bus.onSignal(
-      { interface: props, member: 'PropertiesChanged', pathNamespace: '/org/freedesktop/network1/link' },
+      {
+        sender: 'org.freedesktop.network1',
+        interface: props,
+        member: 'PropertiesChanged',
+        pathNamespace: '/org/freedesktop/network1/link',
+      },
       () => {
         this.poke('hostapd');
         this.poke('networkd');
@@ -146,14 +151,20 @@ export class HealthMonitor extends EventEmitter {
     await bus.addMatch(
       `type='signal',sender='org.bluez',interface='${props}',member='PropertiesChanged',path_namespace='/org/bluez'`,
     );
-    bus.onSignal({ interface: props, member: 'PropertiesChanged', pathNamespace: '/org/bluez' }, (msg) => {
+    const bluez = {
+      sender: 'org.bluez',
+      interface: props,
+      member: 'PropertiesChanged',
+      pathNamespace: '/org/bluez',
+    };
+    bus.onSignal(bluez, (msg) => {
       if (msg.body[0] === 'org.bluez.Adapter1') this.poke('bluetooth');
     });
     // An adapter appearing or vanishing is an ObjectManager signal, not a property change.
     const om = 'org.freedesktop.DBus.ObjectManager';
     await bus.addMatch(`type='signal',sender='org.bluez',interface='${om}'`);
     for (const member of ['InterfacesAdded', 'InterfacesRemoved']) {
-      bus.onSignal({ interface: om, member }, (msg) => {
+      bus.onSignal({ sender: 'org.bluez', interface: om, member }, (msg) => {
         if (/^\/org\/bluez\/hci\d+$/.test(String(msg.body[0]))) this.poke('bluetooth');
       });
     }

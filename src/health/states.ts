@@ -21,13 +21,18 @@ export const SERVICES = {
 export type ServiceName = keyof typeof SERVICES;
 export const SERVICE_NAMES = Object.keys(SERVICES) as ServiceName[];
 
-/** Aliases accepted by RestartService / restart_service in addition to the short names. */
-const ALIASES: Record<string, ServiceName> = { 'systemd-networkd': 'networkd' };
+/**
+ * Every name RestartService / restart_service accepts: the short names and their aliases. A Map, so a
+ * caller's "constructor" or "__proto__" is not found on Object's prototype.
+ */
+const SERVICE_BY_NAME: ReadonlyMap<string, ServiceName> = new Map<string, ServiceName>([
+  ...(Object.keys(SERVICES) as ServiceName[]).map((n) => [n, n] as const),
+  ['systemd-networkd', 'networkd'],
+]);
 
 /** Maps a caller-supplied name to a service, or undefined when it is not one of ours. */
 export function resolveServiceName(name: string): ServiceName | undefined {
-  if (Object.hasOwn(SERVICES, name)) return name as ServiceName;
-  return ALIASES[name];
+  return SERVICE_BY_NAME.get(name);
 }
 
 export type HealthMap = Record<ServiceName, HealthState>;

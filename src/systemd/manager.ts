@@ -79,16 +79,18 @@ export class SystemdManager {
 
   /** Subscribes to systemd's signals; without Subscribe() systemd sends no PropertiesChanged for units. */
   async start(): Promise<void> {
-    // Anyone may send a unicast signal to our unique name; only systemd's own count (it never changes owner).
-    const owner = await this.bus.nameOwner(SYSTEMD);
-    if (!owner) throw new Error('systemd is not on the bus');
+    // Anyone may send a unicast signal to our unique name: the bus passes on only those of systemd's
+    // current owner, known before Subscribe so none of systemd's is missed.
+    await this.bus.trackOwner(SYSTEMD);
+    if (!this.bus.ownerOf(SYSTEMD)) throw new Error('systemd is not on the bus');
     await this.bus.addMatch(
       `type='signal',sender='${SYSTEMD}',path='${MANAGER_PATH}',interface='${MANAGER_IFACE}',member='JobRemoved'`,
     );
-    this.bus.onSignal({ interface: MANAGER_IFACE, member: 'JobRemoved', path: MANAGER_PATH }, (msg) =>
-      this.onJobRemoved(msg),
+    this.bus.onSignal(
+      { sender: SYSTEMD, interface: MANAGER_IFACE, member: 'JobRemoved', path: MANAGER_PATH },
+      (msg) => this.onJobRemoved(msg),
     );
-    this.bus.onSignal({ interface: PROPS_IFACE, member: 'PropertiesChanged' }, (msg) =>
+    this.bus.onSignal({ sender: SYSTEMD, interface: PROPS_IFACE, member: 'PropertiesChanged' }, (msg) =>
       this.onPropertiesChanged(msg),
     );
     await this.managerCall('Subscribe', '', []).catch((err) => {

@@ -170,7 +170,17 @@ describe('socket conformance: every error code', () => {
   it('UNKNOWN_METHOD, including names that exist on every JS object', async () => {
     const msg =
       'unknown method; the methods are get_health, get_status, apply_config, restart_service, ping, subscribe, unsubscribe';
-    for (const m of ['reboot', '__proto__', 'constructor', 'toString', 'GetHealth', 'get_health ', '']) {
+    for (const m of [
+      'reboot',
+      '__proto__',
+      'constructor',
+      'toString',
+      'valueOf',
+      'hasOwnProperty',
+      'GetHealth',
+      'get_health ',
+      '',
+    ]) {
       await expectError(
         `{"id":1,"method":${JSON.stringify(m)}}`,
         `{"id":1,"error":{"code":"UNKNOWN_METHOD","message":"${msg}"}}`,
@@ -212,9 +222,21 @@ describe('socket conformance: every error code', () => {
       '{"id":11,"method":"restart_service","params":{"name":"sshd"}}',
       '{"id":11,"error":{"code":"UNKNOWN_SERVICE","message":"unknown service; the services are hostapd, networkd, bluetooth"}}',
     );
+    // Names every JavaScript object has are unknown like any other.
+    const names = ['constructor', '__proto__', 'toString', 'valueOf', 'hasOwnProperty'];
+    for (const name of names) {
+      await expectError(
+        `{"id":12,"method":"apply_config","params":{"section":"${name}"}}`,
+        '{"id":12,"error":{"code":"UNKNOWN_SECTION","message":"unknown section; the sections are wifi, network, bluetooth, time"}}',
+      );
+      await expectError(
+        `{"id":13,"method":"restart_service","params":{"name":"${name}"}}`,
+        '{"id":13,"error":{"code":"UNKNOWN_SERVICE","message":"unknown service; the services are hostapd, networkd, bluetooth"}}',
+      );
+    }
     assert.deepEqual(
       service.calls.map((c) => c.arg),
-      ['bogus', 'sshd'],
+      ['bogus', 'sshd', ...names.flatMap((n) => [n, n])],
     );
   });
 
