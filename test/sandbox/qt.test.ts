@@ -54,12 +54,38 @@ async function pkgConfig(flag: '--cflags' | '--libs'): Promise<string[]> {
   return r.stdout.trim().split(/\s+/).filter(Boolean);
 }
 
-/** qdbusxml2cpp as the README tells a Qt developer: the types header included, proxy files system1.{h,cpp}. */
-async function generateProxy(xmlFile: string, dir: string): Promise<void> {
-  await run(QDBUSXML2CPP as string, ['-i', 'openauto-system1-types.h', '-p', 'system1', xmlFile, INTERFACE], {
-    timeout: 30_000,
-    cwd: dir,
-  });
+/**
+ * qdbusxml2cpp as the README tells a Qt developer: the types header included, proxy files system1.{h,cpp}.
+ * The live introspection also holds the standard interfaces: name ours there.
+ */
+async function generateProxy(xmlFile: string, dir: string, ...interfaces: string[]): Promise<void> {
+  const args = ['-i', 'openauto-system1-types.h', '-p', 'system1', xmlFile, ...interfaces];
+  await run(QDBUSXML2CPP as string, args, { timeout: 30_000, cwd: dir });
+}
+
+/** g++ with Qt's flags, the generated proxy's directory and dbus/ on the include path; no warning allowed. */
+async function compile(dir: string, args: string[]): Promise<void> {
+  const cflags = await pkgConfig('--cflags');
+  const libs = args.includes('-fsyntax-only') ? [] : await pkgConfig('--libs');
+  const r = await run(
+    'g++',
+    [
+      '-std=c++17',
+      '-fPIC',
+      '-O0',
+      '-Wall',
+      ...cflags,
+      '-I',
+      dir,
+      '-I',
+      join(REPO_ROOT, 'dbus'),
+      ...args,
+      ...libs,
+    ],
+    { timeout: 300_000 },
+  );
+  // A proxy that needs a cast or a conversion to compile is not "works as generated".
+  assert.equal(r.stderr.trim(), '', `g++ ${args.join(' ')}: no warning`);
 }
 
 /** Generates the proxy from the XML file and builds test/qt/qt-client.cpp against it (one translation unit). */
@@ -69,27 +95,7 @@ async function buildClient(dir: string): Promise<string> {
   const source = join(REPO_ROOT, 'test', 'qt', 'qt-client.cpp');
   await run(MOC as string, [source, '-o', join(dir, 'qt-client.moc')], { timeout: 30_000 });
   const out = join(dir, 'qt-client');
-  const r = await run(
-    'g++',
-    [
-      '-std=c++17',
-      '-fPIC',
-      '-O0',
-      '-Wall',
-      ...(await pkgConfig('--cflags')),
-      '-I',
-      dir,
-      '-I',
-      join(REPO_ROOT, 'dbus'),
-      source,
-      '-o',
-      out,
-      ...(await pkgConfig('--libs')),
-    ],
-    { timeout: 300_000 },
-  );
-  // A proxy that needs a cast or a conversion to compile is not "works as generated".
-  assert.equal(r.stderr.trim(), '', 'the generated proxy and the client compile without a warning');
+  await compile(dir, [source, '-o', out]);
   return out;
 }
 
@@ -196,8 +202,9 @@ describe('Qt clients: the generated QtDBus proxy and a QLocalSocket client', { s
     assert.equal(status.services?.hostapd?.functional_ok, true);
     // Nested maps arrive as QDBusArgument (what openAutoPlainMap unpacks); basic values as themselves.
     const raw = get('GetStatusRawTypes') as Record<string, string>;
-    assert.equal(raw.services, 'QDBusArgument');
+    for (const k of ['services', 'config', 'profiles']) assert.equal(raw[k], 'QDBusArgument', k);
     assert.equal(raw.version, 'QString');
+    assert.equal(raw.uptime, 'qlonglong');
 
     // Every property of the XML, read through the generated proxy's typed property.
     const props = get('properties') as Record<string, { type: string; valid: boolean; value: unknown }>;
@@ -219,6 +226,7 @@ describe('Qt clients: the generated QtDBus proxy and a QLocalSocket client', { s
     const viaDbus = dbusOut.find((l) => 'GetStatus' in l)?.GetStatus;
     const viaSocket = socketOut.find((l) => l.method === 'get_status')?.result;
     assert.ok(viaDbus && viaSocket);
+    assert.match(JSON.stringify(viaSocket), /:null\b/, 'the socket dump has null members to compare');
     assert.deepEqual(shape(viaDbus), shape(viaSocket));
   });
 
@@ -341,26 +349,34 @@ describe('Qt clients: the generated QtDBus proxy and a QLocalSocket client', { s
     mkdirSync(liveDir, { recursive: true });
     const liveXml = join(liveDir, 'introspection.xml');
     writeFileSync(liveXml, r.stdout);
-    await generateProxy(liveXml, liveDir);
+    await generateProxy(liveXml, liveDir, INTERFACE);
     // The generated files differ only in their header comment (the command line that made them).
     const body = (f: string) => readFileSync(f, 'utf8').replace(/^\/\*[\s\S]*?\*\/\n/, '');
     for (const f of ['system1.h', 'system1.cpp'])
       assert.equal(body(join(liveDir, f)), body(join(dir, f)), `${f} from the live introspection`);
-    const c = await run(
-      'g++',
-      [
-        '-std=c++17',
-        '-fPIC',
-        '-fsyntax-only',
-        ...(await pkgConfig('--cflags')),
-        '-I',
-        liveDir,
-        '-I',
-        join(REPO_ROOT, 'dbus'),
-        join(liveDir, 'system1.cpp'),
-      ],
-      { timeout: 300_000 },
+    await compile(liveDir, ['-fsyntax-only', join(liveDir, 'system1.cpp')]);
+  });
+
+  it("the README's Qt example builds as it stands and prints what the daemon reports", async () => {
+    const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+    const code = /```cpp\n([\s\S]*?)```/.exec(readme.slice(readme.indexOf('### Qt clients')))?.[1];
+    assert.ok(code, 'a cpp block under "### Qt clients"');
+    const exDir = join(dir, 'example');
+    mkdirSync(exDir, { recursive: true });
+    // Its own file as written, with the generated proxy (from the XML) in the same translation unit.
+    writeFileSync(join(exDir, 'example.cpp'), code);
+    writeFileSync(
+      join(exDir, 'build.cpp'),
+      '#include "example.cpp"\n#include "system1.cpp"\n#include "moc_system1.cpp"\n',
     );
-    assert.equal(c.stderr.trim(), '');
+    await compile(dir, ['-I', exDir, join(exDir, 'build.cpp'), '-o', join(exDir, 'example')]);
+    await sb.writeFile('/usr/local/bin/openauto-qt-example', readFileSync(join(exDir, 'example')), 0o755);
+    await waitHealthy();
+    // It keeps running for HealthChanged: stopped after 4 s.
+    const r = await sb.exec(['/usr/local/bin/openauto-qt-example'], { user: APP_USER, timeoutMs: 4000 });
+    assert.equal(r.code, 124, `${r.stderr}${r.stdout}`);
+    assert.match(r.stderr, /hostapd is "active"/);
+    assert.match(r.stderr, /up \d+ s; hostapd unit "active"/);
+    assert.doesNotMatch(r.stderr, /Unexpected|org\.freedesktop\.DBus\.Error|openauto\.System1\.Error/);
   });
 });
