@@ -141,7 +141,10 @@ class PropertiesWatcher : public QObject
     Q_OBJECT
 public:
     std::function<void(const QString &, const QVariantMap &)> onChange;
+    QStringList delivered;
 public Q_SLOTS:
+    // Connected to every signal of the generated proxy: notes which one arrived.
+    void any() { delivered.append(QString::fromLatin1(sender()->metaObject()->method(senderSignalIndex()).name())); }
     void changed(const QString &iface, const QVariantMap &changedProps, const QStringList &)
     {
         if (onChange)
@@ -194,6 +197,16 @@ static int doWatch(Proxy &proxy, const QString &readyFile)
         kService, kPath, QStringLiteral("org.freedesktop.DBus.Properties"), QStringLiteral("PropertiesChanged"),
         &watcher, SLOT(changed(QString, QVariantMap, QStringList)));
     emitLine({{QStringLiteral("propertiesConnected"), connected}});
+    // Every signal the XML declares, through the generated proxy (an unregistered type would warn here).
+    QJsonArray connectedSignals;
+    const QMetaObject *mo = proxy.metaObject();
+    const QMetaMethod any = watcher.metaObject()->method(watcher.metaObject()->indexOfSlot("any()"));
+    for (int i = mo->methodOffset(); i < mo->methodCount(); ++i) {
+        const QMetaMethod m = mo->method(i);
+        if (m.methodType() == QMetaMethod::Signal && QObject::connect(&proxy, m, &watcher, any))
+            connectedSignals.append(QString::fromLatin1(m.name()));
+    }
+    emitLine({{QStringLiteral("connectedSignals"), connectedSignals}});
     // A round trip through the bus after the match rules were added: they are in place before "ready".
     proxy.connection().interface()->isServiceRegistered(kService);
     QFile ready(readyFile);
@@ -204,6 +217,7 @@ static int doWatch(Proxy &proxy, const QString &readyFile)
     const int rc = QCoreApplication::exec();
     emitLine({{QStringLiteral("signals"), signalCount},
               {QStringLiteral("propertyChanges"), propertyChanges},
+              {QStringLiteral("delivered"), QJsonArray::fromStringList(watcher.delivered)},
               {QStringLiteral("timedOut"), rc == 3}});
     return rc;
 }

@@ -252,8 +252,17 @@ describe('Qt clients: the generated QtDBus proxy and a QLocalSocket client', { s
       );
       assert.equal(states.at(-1), 'active', `${k}: ${states}`);
     }
-    const last = out.find((l) => 'signals' in l) as { signals: number; timedOut: boolean };
+    const last = out.find((l) => 'signals' in l) as {
+      signals: number;
+      timedOut: boolean;
+      delivered: string[];
+    };
     assert.equal(last.timedOut, false);
+    // Every signal of the XML connects through the generated proxy; HealthChanged arrived that way too.
+    const file = interfaceElement(readFileSync(XML, 'utf8'), INTERFACE);
+    const declared = file.children.filter((c) => c.tag === 'signal').map((c) => c.attrs.name);
+    assert.deepEqual(out.find((l) => 'connectedSignals' in l)?.connectedSignals, declared);
+    assert.ok(last.delivered.includes('HealthChanged'), JSON.stringify(last));
   });
 
   it('ApplyConfig and RestartService through the proxy: results, and the contract error names', async () => {
@@ -372,8 +381,8 @@ describe('Qt clients: the generated QtDBus proxy and a QLocalSocket client', { s
     await compile(dir, ['-I', exDir, join(exDir, 'build.cpp'), '-o', join(exDir, 'example')]);
     await sb.writeFile('/usr/local/bin/openauto-qt-example', readFileSync(join(exDir, 'example')), 0o755);
     await waitHealthy();
-    // It keeps running for HealthChanged: stopped after 4 s.
-    const r = await sb.exec(['/usr/local/bin/openauto-qt-example'], { user: APP_USER, timeoutMs: 4000 });
+    // It keeps running for HealthChanged: stopped after 6 s.
+    const r = await sb.exec(['/usr/local/bin/openauto-qt-example'], { user: APP_USER, timeoutMs: 6000 });
     assert.equal(r.code, 124, `${r.stderr}${r.stdout}`);
     assert.match(r.stderr, /hostapd is "active"/);
     assert.match(r.stderr, /up \d+ s; hostapd unit "active"/);
