@@ -10,8 +10,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # stand-in and the rendering tests. iproute2: the wlan0 veth pair. libsystemd-dev, build-essential,
 # pkg-config, python3: native modules (systemd-journald, usocket) built by npm ci. util-linux, passwd,
 # procps: unshare/nsenter/setpriv, useradd/groupadd, pgrep. tzdata: the zone database.
+# qt6-base-dev: the Qt client test (qdbusxml2cpp, moc, QtDBus, QtNetwork).
 PACKAGES=(systemd systemd-container dbus polkitd python3 python3-dbusmock hostapd iproute2
-  libsystemd-dev build-essential pkg-config util-linux passwd procps tzdata ca-certificates)
+  libsystemd-dev build-essential pkg-config util-linux passwd procps tzdata ca-certificates
+  qt6-base-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -10,7 +10,7 @@ import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
 import type { Caller, SystemService } from '../service.js';
 import { ALLOW_INTERACTIVE_AUTHORIZATION, type Bus, type DBusMessage } from './connection.js';
-import { type InterfaceSpec, parseInterface } from './introspection.js';
+import { type InterfaceSpec, interfaceElement, parseInterface, toXml2js } from './introspection.js';
 import { toVariantDict } from './variant.js';
 
 export const BUS_NAME = 'org.openauto.System';
@@ -64,6 +64,7 @@ function toDBusError(err: unknown, member: string): InstanceType<typeof dbus.DBu
 export class System1Export {
   private iface: InstanceType<typeof dbus.interface.Interface> | undefined;
   private readonly spec: InterfaceSpec;
+  private readonly introspection: Record<string, unknown>;
 
   constructor(
     private readonly bus: Bus,
@@ -72,7 +73,9 @@ export class System1Export {
     xmlPath: string,
     private readonly profiles?: ProfileClaimService,
   ) {
-    this.spec = parseInterface(readFileSync(xmlPath, 'utf8'), INTERFACE);
+    const xml = readFileSync(xmlPath, 'utf8');
+    this.spec = parseInterface(xml, INTERFACE);
+    this.introspection = toXml2js(interfaceElement(xml, INTERFACE));
   }
 
   /** Exports the object; call before claiming the bus name. */
@@ -83,7 +86,14 @@ export class System1Export {
     const spec = this.spec;
     let current: CallContext = { sender: '', interactive: false };
 
-    class System1 extends dbus.interface.Interface {}
+    const introspection = this.introspection;
+    // dbus-next's own introspection of an interface drops argument names and annotations (Qt's type names,
+    // EmitsChangedSignal): the object introspects as the XML's own <interface> element instead.
+    class System1 extends dbus.interface.Interface {
+      $introspect(): Record<string, unknown> {
+        return introspection;
+      }
+    }
     const proto = System1.prototype as unknown as Record<string, unknown>;
     const methods: Record<string, { inSignature: string; outSignature: string }> = {};
     for (const m of spec.methods) {

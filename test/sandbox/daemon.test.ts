@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseInterface } from '../../src/bus/introspection.js';
+import { interfaceElement, interfaceNames, type XmlElement } from '../../src/bus/introspection.js';
 import {
   APP_USER,
   BUS_NAME,
@@ -21,10 +21,6 @@ import {
 } from './harness.js';
 
 const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
-
-function sorted<T extends { name: string }>(xs: T[]): T[] {
-  return [...xs].sort((a, b) => a.name.localeCompare(b.name));
-}
 
 describe('openauto-system on the bus', { skip }, () => {
   let sb: Sandbox;
@@ -64,18 +60,42 @@ describe('openauto-system on the bus', { skip }, () => {
     await sb?.stop();
   });
 
-  it('exports exactly the members described in dbus/org.openauto.System1.xml', async () => {
-    const r = await sb.busctl(['introspect', '--xml-interface', BUS_NAME, OBJECT_PATH]);
+  it('introspects as exactly the interface of dbus/org.openauto.System1.xml: names, directions, annotations', async () => {
+    const r = await sb.busctl(['introspect', '--xml-interface', BUS_NAME, OBJECT_PATH], { user: OTHER_USER });
     assert.equal(r.code, 0, r.stderr);
-    const live = parseInterface(r.stdout, INTERFACE);
-    const file = parseInterface(
+    const live = interfaceElement(r.stdout, INTERFACE);
+    const file = interfaceElement(
       readFileSync(join(REPO_ROOT, 'dbus', 'org.openauto.System1.xml'), 'utf8'),
       INTERFACE,
     );
-    assert.deepEqual(sorted(live.methods), sorted(file.methods));
-    assert.deepEqual(sorted(live.signals), sorted(file.signals));
-    assert.deepEqual(sorted(live.properties), sorted(file.properties));
-    assert.ok(file.methods.some((m) => m.name === 'GetHealth'));
+    // Member by member, argument by argument (in order: arguments are positional), annotation by annotation.
+    const key = (e: XmlElement) => `${e.tag} ${e.attrs.name ?? ''}`;
+    const members = (e: XmlElement) => e.children.filter((c) => c.tag !== 'annotation');
+    const annotations = (e: XmlElement) =>
+      e.children
+        .filter((c) => c.tag === 'annotation')
+        .map((c) => c.attrs)
+        .sort((a, b) => (a.name ?? '').localeCompare(b.name ?? ''));
+    assert.deepEqual(annotations(live), annotations(file), 'annotations of the interface');
+    assert.deepEqual(members(live).map(key).sort(), members(file).map(key).sort());
+    for (const want of members(file)) {
+      const got = members(live).find((m) => key(m) === key(want)) as XmlElement;
+      assert.deepEqual(got.attrs, want.attrs, `${key(want)}: attributes`);
+      const args = (e: XmlElement) => e.children.filter((c) => c.tag === 'arg').map((c) => c.attrs);
+      assert.deepEqual(args(got), args(want), `${key(want)}: arguments`);
+      assert.deepEqual(annotations(got), annotations(want), `${key(want)}: annotations`);
+      const others = (e: XmlElement) => e.children.filter((c) => c.tag !== 'arg' && c.tag !== 'annotation');
+      assert.deepEqual(others(got), others(want), `${key(want)}: other elements`);
+    }
+    assert.ok(members(file).some((m) => key(m) === 'method GetHealth'));
+    const version = members(live).find((m) => key(m) === 'property Version') as XmlElement;
+    assert.deepEqual(annotations(version), [
+      { name: 'org.freedesktop.DBus.Property.EmitsChangedSignal', value: 'const' },
+    ]);
+    // The standard interfaces stay, as on every object.
+    const names = interfaceNames(r.stdout);
+    for (const std of ['Introspectable', 'Peer', 'Properties'])
+      assert.ok(names.includes(`org.freedesktop.DBus.${std}`), `org.freedesktop.DBus.${std} in ${names}`);
   });
 
   it('answers GetHealth, GetStatus and its properties to an unprivileged user', async () => {
