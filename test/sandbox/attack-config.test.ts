@@ -148,6 +148,10 @@ describe('config.yaml attacked by its owner', { skip }, () => {
       ]);
       return r.code === 0 && !r.stdout.includes('unknown') && !r.stdout.includes('activating');
     }, 20_000);
+    // The rendered form of the shipping config in place, so "nothing changed" is what a refused or a repeated
+    // apply leaves behind.
+    const first = await applyCtl(sb, 'wifi', APP_USER);
+    assert.equal(first.ok, true, JSON.stringify(first));
   });
   after(async () => {
     await sb?.stop();
@@ -181,6 +185,8 @@ describe('config.yaml attacked by its owner', { skip }, () => {
   });
 
   it("an AP interface other than the installation's (wlan0) is refused, naming both", async () => {
+    // The installer recorded the AP interface (its default), as it records the config path.
+    assert.match(await sb.readFile('/etc/default/openauto-system'), /^OPENAUTO_AP_INTERFACE=wlan0$/m);
     const before_ = await systemState(sb);
     for (const yaml of [
       SHIPPING_APP_YAML.replace('interface: wlan0', 'interface: eth0'),

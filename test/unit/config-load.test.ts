@@ -318,7 +318,10 @@ describe('keys: canonical first, then the shipping app layout', () => {
 
   test('the wifi interface drives the network section, under its own name', async () => {
     await sb.writeConfigText('connection: {wifi_ap: {interface: wlan1}}\n');
-    assert.equal((await loadSection(sb.paths.config, 'network')).interface, 'wlan1');
+    assert.equal(
+      (await loadSection(sb.paths.config, 'network', { apInterface: 'wlan1' })).interface,
+      'wlan1',
+    );
     await sb.writeConfigText('connection: {wifi_ap: {interface: "wl an"}}\n');
     const err = await refused(loadSection(sb.paths.config, 'network'));
     assert.match(
