@@ -3,17 +3,7 @@
 // way to it, and the file is read from the descriptor the walk opened (safe-path.ts); only a regular file of
 // bounded size is read, YAML aliases are capped (no "billion
 // laughs"), and no message ever quotes the file's content or its path (a parse error says where, never what).
-import {
-  Alias,
-  type Document,
-  isMap,
-  isScalar,
-  isSeq,
-  LineCounter,
-  type Node,
-  parseDocument,
-  type YAMLMap,
-} from 'yaml';
+import { Alias, type Document, isMap, isScalar, isSeq, type Node, type YAMLMap } from 'yaml';
 import { ServiceError } from '../errors.js';
 import { type OpenedFile, openSafely, UnsafePathError } from './safe-path.js';
 import {
@@ -25,6 +15,7 @@ import {
   type ValidationContext,
   validateSection,
 } from './schema.js';
+import { MAX_YAML_DEPTH, MAX_YAML_NODES, parseSliced, tooComplex } from './yaml-parse.js';
 
 export const MAX_CONFIG_BYTES = 256 * 1024;
 /** The app never writes aliases; a few are tolerated for hand-edited files. */
@@ -147,16 +138,14 @@ export async function readConfig(file: string): Promise<ConfigFile> {
   } catch {
     throw unreadable('is not valid UTF-8 text');
   }
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, {
-    lineCounter,
-    prettyErrors: false, // pretty errors quote the offending source line
-    uniqueKeys: true,
-    strict: true,
-    version: '1.2',
-    schema: 'core',
-    merge: false,
-  });
+  // Refused before the parser spends time on it (yaml-parse.ts); then parsed in slices.
+  switch (tooComplex(text)) {
+    case 'nodes':
+      throw unreadable(`has more than ${MAX_YAML_NODES} YAML nodes, too many for a configuration file`);
+    case 'depth':
+      throw unreadable(`nests lists or mappings more than ${MAX_YAML_DEPTH} deep`);
+  }
+  const { doc, lineCounter } = await parseSliced(text);
   const first = doc.errors[0];
   if (first) {
     const { line, col } = lineCounter.linePos(first.pos[0]);

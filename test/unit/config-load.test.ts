@@ -162,6 +162,17 @@ describe('reading config.yaml', () => {
     await expectUnreadable(/^the configuration file is not valid YAML \([A-Z_]+ at line \d+, column \d+\)$/);
   });
 
+  test('a pathological file (254 KiB of nested "[") is refused before it is parsed', async () => {
+    await sb.writeConfigText(`# ${SECRET}\nx: ${'['.repeat(254 * 1024)}\n`);
+    const t = performance.now();
+    await expectUnreadable(
+      /^the configuration file has more than 1000 YAML nodes, too many for a configuration file$/,
+    );
+    assert.ok(performance.now() - t < 1000, 'refused at once (the parser alone took seconds)');
+    await sb.writeConfigText(`x: ${'['.repeat(33)}${']'.repeat(33)}\nwifi: {ssid: a, password: abcdefgh}\n`);
+    await expectUnreadable(/^the configuration file nests lists or mappings more than 32 deep$/);
+  });
+
   test('duplicate keys are a YAML error', async () => {
     await sb.writeConfigText('wifi:\n  ssid: Car\n  ssid: Other\n  password: abcdefgh\n');
     await expectUnreadable(/not valid YAML \(DUPLICATE_KEY at line 3, column 3\)/);
