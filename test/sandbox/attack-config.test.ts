@@ -209,6 +209,24 @@ describe('config.yaml attacked by its owner', { skip }, () => {
     await writeAppConfig(sb, appConfig('wifi: {interface: wlan0}\n'));
     assert.deepEqual(await applyCtl(sb, 'wifi', APP_USER), { ok: true, changed: false, restarted: [] });
     await writeAppConfig(sb, SHIPPING_APP_YAML);
+
+    // install.sh --ap-interface records another one; a reinstall without the flag keeps it; a bad name is
+    // refused before anything is installed.
+    const install = (...args: string[]) =>
+      sb.exec(['bash', '/usr/src/openauto-system/scripts/install.sh', '--no-build', '--no-reload', ...args], {
+        timeoutMs: 120_000,
+      });
+    const defaults = () => sb.readFile('/etc/default/openauto-system');
+    const bad = await install('--ap-interface', 'wlan*');
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--ap-interface: not a network interface name/);
+    assert.equal((await install('--ap-interface', 'wlan1')).code, 0);
+    assert.match(await defaults(), /^OPENAUTO_AP_INTERFACE=wlan1$/m);
+    assert.equal((await install()).code, 0);
+    assert.match(await defaults(), /^OPENAUTO_AP_INTERFACE=wlan1$/m);
+    assert.equal((await defaults()).match(/^OPENAUTO_AP_INTERFACE=/gm)?.length, 1);
+    assert.equal((await install('--ap-interface=wlan0')).code, 0);
+    assert.match(await defaults(), /^OPENAUTO_AP_INTERFACE=wlan0$/m);
   });
 
   it('254 KiB of nested "[" is refused at once; GetHealth from another caller is answered meanwhile, also while the largest accepted file is read', async () => {
