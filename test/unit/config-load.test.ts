@@ -3,7 +3,7 @@
 // touched. Also: the shipping app's older key layout as a fallback, and scalars taken exactly as written.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFile, lchown, mkdir, rename, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chown, copyFile, lchown, mkdir, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ConfigApplier } from '../../src/config/applier.js';
@@ -128,6 +128,30 @@ describe('reading config.yaml', () => {
         await undo();
         await unlink(a);
         await unlink(b);
+      }
+    });
+
+    test("another user's config.yaml or directory below the home is refused, saying nothing of it", {
+      skip: isRoot ? undefined : 'needs root to own files as others',
+    }, async () => {
+      // The unit fixture's home belongs to root; make it the app user's (uid 1000), as on a device.
+      const home = path.dirname(path.dirname(sb.paths.config));
+      const dir = path.dirname(sb.paths.config);
+      await chown(home, 1000, 1000);
+      await chown(dir, 1000, 1000);
+      try {
+        await sb.writeConfigText(`wifi: {ssid: "${SECRET}", password: abcdefgh}\n`);
+        await chown(sb.paths.config, 1001, 1001);
+        const why =
+          /^the configuration file or a directory on the way is owned by another user \(below the home, each must be the user's own, or root's and open to everyone\)$/;
+        await expectUnreadable(why);
+        await chown(sb.paths.config, 1000, 1000);
+        await chown(dir, 1001, 1001);
+        await expectUnreadable(why);
+      } finally {
+        await chown(dir, 0, 0);
+        await chown(home, 0, 0);
+        await chown(sb.paths.config, 0, 0);
       }
     });
 
