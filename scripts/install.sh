@@ -10,12 +10,14 @@
 #   --no-reload   installing to a running system: do not daemon-reload, reload D-Bus or restart the service
 #   --node PATH   the node (>= 20) the unit runs (default: /usr/bin/node if the target has it, else the
 #                 `node` on PATH when installing to /)
+#   --ap-interface NAME  the Wi-Fi access point's interface (default wlan0, or what an earlier install
+#                 recorded); config.yaml may repeat it but not name another
 #
 # Safe to run again (upgrades in place; a running daemon is restarted). Everything it adds is recorded in
 # /usr/lib/openauto-system/install-manifest, which scripts/uninstall.sh reads to remove exactly that.
 set -euo pipefail
 
-usage() { sed -n '2,16s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,18s/^# \{0,1\}//p' "$0"; }
 die() { echo "install.sh: $*" >&2; exit 1; }
 note() { echo "install.sh: $*"; }
 
@@ -24,6 +26,7 @@ APP_USER=${SUDO_USER:-}
 BUILD=1
 RELOAD=1
 NODE_BIN=
+AP_IFACE=
 while [ $# -gt 0 ]; do
   case $1 in
     --root) [ $# -ge 2 ] || die "--root needs a directory"; ROOT=$2; shift 2 ;;
@@ -34,11 +37,17 @@ while [ $# -gt 0 ]; do
     --no-reload) RELOAD=0; shift ;;
     --node) [ $# -ge 2 ] || die "--node needs a path"; NODE_BIN=$2; shift 2 ;;
     --node=*) NODE_BIN=${1#--node=}; shift ;;
+    --ap-interface) [ $# -ge 2 ] || die "--ap-interface needs a name"; AP_IFACE=$2; shift 2 ;;
+    --ap-interface=*) AP_IFACE=${1#--ap-interface=}; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || die "must run as root"
+# The daemon's own rule for interface names (src/config/schema.ts).
+if [ -n "$AP_IFACE" ] && ! [[ $AP_IFACE =~ ^[A-Za-z0-9_.-]{1,15}$ && $AP_IFACE != . && $AP_IFACE != .. ]]; then
+  die "--ap-interface: not a network interface name: $AP_IFACE"
+fi
 [ -d "$ROOT" ] || die "root directory $ROOT does not exist"
 ROOT=$(cd "$ROOT" && pwd -P)
 if [ "$ROOT" = / ]; then R=; else R=$ROOT; fi
@@ -241,7 +250,8 @@ else
   note "WARNING: no --user given: OPENAUTO_CONFIG is not set and nobody is in group $GROUP"
 fi
 
-# /etc/default/openauto-system: only the OPENAUTO_CONFIG line is ours; other lines are the admin's.
+# /etc/default/openauto-system: only the OPENAUTO_CONFIG and OPENAUTO_AP_INTERFACE lines are ours; other
+# lines are the admin's.
 DEFAULTS=/etc/default/openauto-system
 if [ -n "$CONFIG_PATH" ]; then
   mkdirs /etc/default
@@ -257,6 +267,18 @@ if [ -n "$CONFIG_PATH" ]; then
   else
     echo "OPENAUTO_CONFIG=$CONFIG_PATH" >>"$R$DEFAULTS"
   fi
+fi
+# The AP interface is the installation's: written when given, or when none is recorded yet.
+if [ -e "$R$DEFAULTS" ] && grep -q '^OPENAUTO_AP_INTERFACE=' "$R$DEFAULTS"; then
+  [ -z "$AP_IFACE" ] || sed -i "s|^OPENAUTO_AP_INTERFACE=.*|OPENAUTO_AP_INTERFACE=$AP_IFACE|" "$R$DEFAULTS"
+else
+  if [ ! -e "$R$DEFAULTS" ]; then
+    mkdirs /etc/default
+    echo "# Environment of openauto-system.service (see openauto-system --help)." >"$R$DEFAULTS"
+    chmod 0644 "$R$DEFAULTS"
+    record etc-default "$DEFAULTS"
+  fi
+  echo "OPENAUTO_AP_INTERFACE=${AP_IFACE:-wlan0}" >>"$R$DEFAULTS"
 fi
 
 # ---- enable --------------------------------------------------------------------------------------------

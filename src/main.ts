@@ -46,11 +46,14 @@ async function readExpectation(settings: Settings): Promise<ApExpectation> {
   try {
     return expectationOf(
       settings,
-      await loadSection(settings.config, 'network', { zoneinfoDir: settings.zoneinfo }),
+      await loadSection(settings.config, 'network', {
+        zoneinfoDir: settings.zoneinfo,
+        apInterface: settings.apInterface,
+      }),
     );
   } catch (err) {
     log.warning('network section unreadable; checking the default AP address', { error: errText(err) });
-    return expectationOf(settings, { interface: 'wlan0', ap_ip: '10.0.0.1' });
+    return expectationOf(settings, { interface: settings.apInterface, ap_ip: '10.0.0.1' });
   }
 }
 

@@ -2,6 +2,7 @@
 // tests (and packagers) can redirect every file the daemon touches.
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_AP_INTERFACE, isInterfaceName } from './config/schema.js';
 
 /** The installed package's root (…/openauto-system): two levels up from dist/src/ (tsc) or dist/bin/ (the bundle). */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -32,13 +33,15 @@ export interface Settings {
   socketEnabled: boolean;
   /** How often the heap's growth is checked for a collection (memory/heap-trim.ts). */
   heapTrimMs: number;
+  /** The access point's interface: chosen when installing, never by config.yaml (which may only repeat it). */
+  apInterface: string;
 }
 
 interface Option {
   key: keyof Settings;
   flag: string;
   env: string;
-  kind: 'path' | 'ms' | 'count' | 'list' | 'bool';
+  kind: 'path' | 'ms' | 'count' | 'list' | 'bool' | 'ifname';
   help: string;
 }
 
@@ -159,6 +162,13 @@ const OPTIONS: Option[] = [
     kind: 'ms',
     help: 'how often a grown heap is collected (needs node --expose-gc)',
   },
+  {
+    key: 'apInterface',
+    flag: '--ap-interface',
+    env: 'OPENAUTO_AP_INTERFACE',
+    kind: 'ifname',
+    help: "the access point's network interface (config.yaml may not name another)",
+  },
 ];
 
 export function defaults(): Settings {
@@ -183,6 +193,7 @@ export function defaults(): Settings {
     btProfiles: ['aa', 'hfp-ag', 'hsp-hs'],
     socketEnabled: true,
     heapTrimMs: 30_000,
+    apInterface: DEFAULT_AP_INTERFACE,
   };
 }
 
@@ -205,6 +216,10 @@ function parseValue(opt: Option, raw: string): Settings[keyof Settings] {
         .split(',')
         .map((s) => s.trim())
         .filter((s) => s !== '');
+    case 'ifname':
+      if (!isInterfaceName(raw))
+        throw new UsageError(`${opt.flag}: needs a network interface name like wlan0, got '${raw}'`);
+      return raw;
     case 'bool':
       if (!/^(1|0|true|false|yes|no)$/.test(raw)) throw new UsageError(`${opt.flag}: needs 1 or 0`);
       return /^(1|true|yes)$/.test(raw);

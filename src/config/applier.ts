@@ -42,6 +42,8 @@ export interface ApplierPaths {
   zoneinfo: string;
   /** e.g. /etc/group (for the `openauto` group that may read hostapd.conf) */
   groupFile: string;
+  /** The installation's AP interface (not a path, but a setting like them); default wlan0. */
+  apInterface?: string;
 }
 
 export interface AdapterProps {
@@ -227,6 +229,7 @@ export class ConfigApplier {
     const cfg = await validateRaw('wifi', rawSection(doc, 'wifi'), {
       defaultCountry: countryFromHostapdConf(previous?.data),
       zoneinfoDir: this.paths.zoneinfo,
+      apInterface: this.paths.apInterface,
     });
     const text = await this.render(() => renderHostapdConf(this.paths.templates, cfg), 'hostapd.conf');
     return { cfg, text, previous };
@@ -237,6 +240,7 @@ export class ConfigApplier {
     const doc = await readConfig(this.paths.config);
     const cfg = await validateRaw('network', rawSection(doc, 'network'), {
       zoneinfoDir: this.paths.zoneinfo,
+      apInterface: this.paths.apInterface,
     });
     const text = await this.render(() => renderNetworkFile(this.paths.templates, cfg), NETWORK_FILE);
     const previous = await this.snapshot(this.networkFile);

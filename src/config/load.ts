@@ -1,22 +1,11 @@
 // Reading config.yaml. The daemon runs as root and the file lives in the app user's home, so the file is
 // treated as hostile: a symlink is not followed (it could point at /etc/shadow), nor one of the user's on the
-// way to it (safe-path.ts), only a regular file of bounded size is read, YAML aliases are capped (no "billion
+// way to it, and the file is read from the descriptor the walk opened (safe-path.ts); only a regular file of
+// bounded size is read, YAML aliases are capped (no "billion
 // laughs"), and no message ever quotes the file's content or its path (a parse error says where, never what).
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
-import {
-  Alias,
-  type Document,
-  isMap,
-  isScalar,
-  isSeq,
-  LineCounter,
-  type Node,
-  parseDocument,
-  type YAMLMap,
-} from 'yaml';
+import { Alias, type Document, isMap, isScalar, isSeq, type Node, type YAMLMap } from 'yaml';
 import { ServiceError } from '../errors.js';
-import { type ChasedPath, chaseSafely, UnsafePathError } from './safe-path.js';
+import { type OpenedFile, openSafely, UnsafePathError } from './safe-path.js';
 import {
   type FieldNames,
   isSectionName,
@@ -26,6 +15,7 @@ import {
   type ValidationContext,
   validateSection,
 } from './schema.js';
+import { MAX_YAML_DEPTH, MAX_YAML_NODES, parseSliced, tooComplex } from './yaml-parse.js';
 
 export const MAX_CONFIG_BYTES = 256 * 1024;
 /** The app never writes aliases; a few are tolerated for hand-edited files. */
@@ -34,6 +24,15 @@ export const MAX_ALIASES = 16;
 function unreadable(why: string): ServiceError {
   return new ServiceError('ConfigUnreadable', `the configuration file ${why}`);
 }
+
+const UNSAFE_REASONS: Record<UnsafePathError['reason'], string> = {
+  'untrusted-link': 'is reached through a symbolic link not owned by root, which is not followed',
+  'too-many-links': 'is reached through too many symbolic links',
+  'untrusted-owner':
+    "or a directory on the way is owned by another user (below the home, each must be the user's own, or root's and open to everyone)",
+  symlink: 'is a symbolic link, which is not followed',
+  'not-a-file': 'is not a regular file',
+};
 
 function fsCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null ? (err as NodeJS.ErrnoException).code : undefined;
@@ -57,41 +56,19 @@ function describeFsError(err: unknown): ServiceError {
   }
 }
 
-/** Reads the file's bytes: reached without untrusted symlinks (safe-path.ts), not a symlink itself, a
- * regular file, at most MAX_CONFIG_BYTES. */
+/** Reads the file's bytes from the descriptor safe-path.ts opened (never by path again): a regular file of
+ * the app user (or root's, open to all), reached without untrusted symlinks, at most MAX_CONFIG_BYTES. */
 async function readBounded(file: string): Promise<Buffer> {
-  let chased: ChasedPath;
+  let opened: OpenedFile;
   try {
-    chased = await chaseSafely(file);
+    opened = await openSafely(file);
   } catch (err) {
-    if (err instanceof UnsafePathError)
-      throw unreadable(
-        err.reason === 'untrusted-link'
-          ? 'is reached through a symbolic link not owned by root, which is not followed'
-          : 'is reached through too many symbolic links',
-      );
+    if (err instanceof UnsafePathError) throw unreadable(UNSAFE_REASONS[err.reason]);
     throw describeFsError(err);
   }
-  // lstat gives the clear "symbolic link" message; O_NOFOLLOW below closes the race with a swap after it.
-  if (chased.stat.isSymbolicLink()) throw unreadable('is a symbolic link, which is not followed');
-  if (!chased.stat.isFile()) throw unreadable('is not a regular file');
-  let fh: Awaited<ReturnType<typeof open>>;
+  const fh = opened.handle;
   try {
-    // O_NONBLOCK so that a FIFO swapped in after lstat cannot block the daemon in open().
-    fh = await open(
-      chased.path,
-      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY,
-    );
-  } catch (err) {
-    throw describeFsError(err);
-  }
-  try {
-    const st = await fh.stat();
-    // Not the file the walk found: a directory on the way was swapped (for a symlink) meanwhile.
-    if (st.dev !== chased.stat.dev || st.ino !== chased.stat.ino)
-      throw unreadable('changed while it was being opened');
-    if (!st.isFile()) throw unreadable('is not a regular file');
-    if (st.size > MAX_CONFIG_BYTES) throw unreadable('is larger than 256 KiB');
+    if (opened.stat.size > MAX_CONFIG_BYTES) throw unreadable('is larger than 256 KiB');
     // Read one byte past the limit so a file growing after fstat is still caught.
     const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
     let total = 0;
@@ -161,16 +138,14 @@ export async function readConfig(file: string): Promise<ConfigFile> {
   } catch {
     throw unreadable('is not valid UTF-8 text');
   }
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, {
-    lineCounter,
-    prettyErrors: false, // pretty errors quote the offending source line
-    uniqueKeys: true,
-    strict: true,
-    version: '1.2',
-    schema: 'core',
-    merge: false,
-  });
+  // Refused before the parser spends time on it (yaml-parse.ts); then parsed in slices.
+  switch (tooComplex(text)) {
+    case 'nodes':
+      throw unreadable(`has more than ${MAX_YAML_NODES} YAML nodes, too many for a configuration file`);
+    case 'depth':
+      throw unreadable(`nests lists or mappings more than ${MAX_YAML_DEPTH} deep`);
+  }
+  const { doc, lineCounter } = await parseSliced(text);
   const first = doc.errors[0];
   if (first) {
     const { line, col } = lineCounter.linePos(first.pos[0]);

@@ -24,6 +24,13 @@ export function isSectionName(name: string): name is SectionName {
  * line for hostapd and networkd, but nothing that anyone's parser might treat as a line break is let through. */
 const UNSAFE_CHARS = /[\p{Cc}\p{Cs}\p{Zl}\p{Zp}]/u;
 
+/** Unicode format characters (Cf): invisible, yet they change what is shown. U+202E turns the rest of a name
+ * around, U+200B and U+FEFF are not there at all: a network or device name carrying them can look exactly like
+ * another one on the phone's list. */
+const FORMAT_CHARS = /\p{Cf}/u;
+const FORMAT_RULE =
+  'must not contain invisible formatting characters (Unicode format characters such as U+200B, U+202E or U+FEFF)';
+
 function utf8Bytes(s: string): number {
   return Buffer.byteLength(s, 'utf8');
 }
@@ -75,6 +82,7 @@ export const ssidSchema = text().superRefine((s, ctx) => {
   if (bytes === 0) fail(ctx, 'must not be empty (1–32 bytes of UTF-8)');
   else if (bytes > 32) fail(ctx, `must be at most 32 bytes of UTF-8 (this one is ${bytes} bytes)`);
   if (UNSAFE_CHARS.test(s)) fail(ctx, 'must not contain control characters or line breaks');
+  if (FORMAT_CHARS.test(s)) fail(ctx, FORMAT_RULE);
 });
 
 export const passwordSchema = text().superRefine((s, ctx) => {
@@ -101,9 +109,31 @@ export const channelSchema = z.unknown().transform((v, ctx): number => {
 /** Linux interface names: below IFNAMSIZ (16), and a conservative character set (the kernel would also take
  * other bytes, but systemd's Name= treats *, ? and [ as globs, and hostapd keeps the rest of the line). */
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
-export const interfaceSchema = text().refine((s) => IFNAME.test(s) && s !== '.' && s !== '..', {
-  message: 'must be a network interface name of 1–15 letters, digits, "_", "." or "-" (like wlan0)',
-});
+const IFNAME_RULE = 'must be a network interface name of 1–15 letters, digits, "_", "." or "-" (like wlan0)';
+
+export function isInterfaceName(s: string): boolean {
+  return IFNAME.test(s) && s !== '.' && s !== '..';
+}
+
+export const DEFAULT_AP_INTERFACE = 'wlan0';
+
+/** The AP interface belongs to the installation (install.sh --ap-interface, recorded as
+ * OPENAUTO_AP_INTERFACE), not to a user setting: config.yaml may name it or leave it out, but naming another
+ * one (eth0: a DHCP server on the wired network) is refused. Both names are shown; the config value only once
+ * it is known to be a plain interface name, so a crafted value cannot shape the message. */
+export function apInterfaceSchema(installed: string = DEFAULT_AP_INTERFACE) {
+  return text()
+    .superRefine((s, ctx) => {
+      if (!isInterfaceName(s)) fail(ctx, IFNAME_RULE);
+      else if (s !== installed)
+        fail(
+          ctx,
+          `is ${s}, but this installation's access point interface is ${installed} (chosen when installing, ` +
+            `not in config.yaml): remove the key or set it to ${installed}`,
+        );
+    })
+    .default(installed);
+}
 
 export const countryCodeSchema = text().regex(/^[A-Z]{2}$/, {
   message: 'must be a two-letter ISO 3166-1 country code in capitals (like US or DE)',
@@ -112,6 +142,8 @@ export const countryCodeSchema = text().regex(/^[A-Z]{2}$/, {
 export interface WifiContext {
   /** country_code of the hostapd.conf in place (the installer's choice), used when config.yaml names none. */
   defaultCountry?: string;
+  /** The installation's AP interface (settings.apInterface); default wlan0. */
+  apInterface?: string;
 }
 
 export function makeWifiSchema(ctx: WifiContext = {}) {
@@ -121,7 +153,7 @@ export function makeWifiSchema(ctx: WifiContext = {}) {
       password: passwordSchema,
       band: bandSchema.default('a'),
       channel: channelSchema.optional(),
-      interface: interfaceSchema.default('wlan0'),
+      interface: apInterfaceSchema(ctx.apInterface),
       country_code: countryCodeSchema.default(ctx.defaultCountry ?? DEFAULT_COUNTRY),
     })
     .superRefine(
@@ -225,53 +257,55 @@ function hostOf(v: IpValue | HostValue): number {
   return v.kind === 'ip' ? v.octets[3] : v.host;
 }
 
-export const networkSchema = z
-  .object({
-    ap_ip: apIpSchema.prefault('10.0.0.1'),
-    dhcp_range_start: rangeBoundSchema.prefault('10.0.0.10'),
-    dhcp_range_end: rangeBoundSchema.prefault('10.0.0.50'),
-    /** The AP interface (wifi.interface): the .network file matches on it. */
-    interface: interfaceSchema.default('wlan0'),
-  })
-  .superRefine(
-    (o, ctx) => {
-      if (!isParsed(o.ap_ip) || o.ap_ip.kind !== 'ip') return;
-      const ap = o.ap_ip.octets;
-      const net = `${ap[0]}.${ap[1]}.${ap[2]}.0/24`;
-      let inNet = true;
-      for (const key of ['dhcp_range_start', 'dhcp_range_end'] as const) {
-        const b = o[key];
-        if (!isParsed(b)) {
-          inNet = false;
-        } else if (b.kind === 'ip' && !sameSlash24(b.octets, ap)) {
-          fail(ctx, `must be in the access point's network ${net} (the /24 of ap_ip)`, [key]);
-          inNet = false;
+export function makeNetworkSchema(ctx: WifiContext = {}) {
+  return z
+    .object({
+      ap_ip: apIpSchema.prefault('10.0.0.1'),
+      dhcp_range_start: rangeBoundSchema.prefault('10.0.0.10'),
+      dhcp_range_end: rangeBoundSchema.prefault('10.0.0.50'),
+      /** The AP interface (wifi.interface): the .network file matches on it. */
+      interface: apInterfaceSchema(ctx.apInterface),
+    })
+    .superRefine(
+      (o, ctx) => {
+        if (!isParsed(o.ap_ip) || o.ap_ip.kind !== 'ip') return;
+        const ap = o.ap_ip.octets;
+        const net = `${ap[0]}.${ap[1]}.${ap[2]}.0/24`;
+        let inNet = true;
+        for (const key of ['dhcp_range_start', 'dhcp_range_end'] as const) {
+          const b = o[key];
+          if (!isParsed(b)) {
+            inNet = false;
+          } else if (b.kind === 'ip' && !sameSlash24(b.octets, ap)) {
+            fail(ctx, `must be in the access point's network ${net} (the /24 of ap_ip)`, [key]);
+            inNet = false;
+          }
         }
-      }
-      if (!inNet || !isParsed(o.dhcp_range_start) || !isParsed(o.dhcp_range_end)) return;
-      const start = hostOf(o.dhcp_range_start);
-      const end = hostOf(o.dhcp_range_end);
-      if (start > end) {
-        fail(ctx, 'must not be lower than dhcp_range_start (the range is reversed)', ['dhcp_range_end']);
-      } else if (ap[3] >= start && ap[3] <= end) {
-        fail(ctx, 'the DHCP pool from dhcp_range_start to dhcp_range_end must not include ap_ip', [
-          'dhcp_range_start',
-        ]);
-      }
-    },
-    { when: () => true },
-  )
-  .transform((o) => {
-    const ap = o.ap_ip.octets;
-    const at = (b: IpValue | HostValue) => formatIp([ap[0], ap[1], ap[2], hostOf(b)]);
-    return {
-      ap_ip: formatIp(ap),
-      dhcp_range_start: at(o.dhcp_range_start),
-      dhcp_range_end: at(o.dhcp_range_end),
-      interface: o.interface,
-    };
-  });
-export type NetworkConfig = z.output<typeof networkSchema>;
+        if (!inNet || !isParsed(o.dhcp_range_start) || !isParsed(o.dhcp_range_end)) return;
+        const start = hostOf(o.dhcp_range_start);
+        const end = hostOf(o.dhcp_range_end);
+        if (start > end) {
+          fail(ctx, 'must not be lower than dhcp_range_start (the range is reversed)', ['dhcp_range_end']);
+        } else if (ap[3] >= start && ap[3] <= end) {
+          fail(ctx, 'the DHCP pool from dhcp_range_start to dhcp_range_end must not include ap_ip', [
+            'dhcp_range_start',
+          ]);
+        }
+      },
+      { when: () => true },
+    )
+    .transform((o) => {
+      const ap = o.ap_ip.octets;
+      const at = (b: IpValue | HostValue) => formatIp([ap[0], ap[1], ap[2], hostOf(b)]);
+      return {
+        ap_ip: formatIp(ap),
+        dhcp_range_start: at(o.dhcp_range_start),
+        dhcp_range_end: at(o.dhcp_range_end),
+        interface: o.interface,
+      };
+    });
+}
+export type NetworkConfig = z.output<ReturnType<typeof makeNetworkSchema>>;
 
 // ---------------------------------------------------------------------------------------------------------
 // bluetooth
@@ -282,6 +316,7 @@ export const bluetoothSchema = z.object({
     if (bytes === 0) fail(ctx, 'must not be empty (1–248 bytes of UTF-8)');
     else if (bytes > 248) fail(ctx, `must be at most 248 bytes of UTF-8 (this one is ${bytes} bytes)`);
     if (UNSAFE_CHARS.test(s)) fail(ctx, 'must not contain control characters or line breaks');
+    if (FORMAT_CHARS.test(s)) fail(ctx, FORMAT_RULE);
   }),
   discoverable: z.boolean({
     error: (iss) => (iss.input === undefined ? 'is required' : 'must be true or false'),
@@ -359,7 +394,7 @@ export function schemaFor(section: SectionName, ctx: ValidationContext = {}) {
     case 'wifi':
       return makeWifiSchema(ctx);
     case 'network':
-      return networkSchema;
+      return makeNetworkSchema(ctx);
     case 'bluetooth':
       return bluetoothSchema;
     case 'time':

@@ -3,7 +3,7 @@
 // touched. Also: the shipping app's older key layout as a fallback, and scalars taken exactly as written.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFile, lchown, mkdir, rename, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chown, copyFile, lchown, mkdir, rename, symlink, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ConfigApplier } from '../../src/config/applier.js';
@@ -131,6 +131,30 @@ describe('reading config.yaml', () => {
       }
     });
 
+    test("another user's config.yaml or directory below the home is refused, saying nothing of it", {
+      skip: isRoot ? undefined : 'needs root to own files as others',
+    }, async () => {
+      // The unit fixture's home belongs to root; make it the app user's (uid 1000), as on a device.
+      const home = path.dirname(path.dirname(sb.paths.config));
+      const dir = path.dirname(sb.paths.config);
+      await chown(home, 1000, 1000);
+      await chown(dir, 1000, 1000);
+      try {
+        await sb.writeConfigText(`wifi: {ssid: "${SECRET}", password: abcdefgh}\n`);
+        await chown(sb.paths.config, 1001, 1001);
+        const why =
+          /^the configuration file or a directory on the way is owned by another user \(below the home, each must be the user's own, or root's and open to everyone\)$/;
+        await expectUnreadable(why);
+        await chown(sb.paths.config, 1000, 1000);
+        await chown(dir, 1001, 1001);
+        await expectUnreadable(why);
+      } finally {
+        await chown(dir, 0, 0);
+        await chown(home, 0, 0);
+        await chown(sb.paths.config, 0, 0);
+      }
+    });
+
     test('a file where a directory should be', async () => {
       const home = path.dirname(path.dirname(sb.paths.config));
       await rename(path.join(home, '.openauto'), path.join(home, '.openauto.aside'));
@@ -160,6 +184,17 @@ describe('reading config.yaml', () => {
   test('invalid YAML: position only, never the offending text', async () => {
     await sb.writeConfigText(`wifi:\n  ssid: Car\n  password: "${SECRET}\n  x: [\n`);
     await expectUnreadable(/^the configuration file is not valid YAML \([A-Z_]+ at line \d+, column \d+\)$/);
+  });
+
+  test('a pathological file (254 KiB of nested "[") is refused before it is parsed', async () => {
+    await sb.writeConfigText(`# ${SECRET}\nx: ${'['.repeat(254 * 1024)}\n`);
+    const t = performance.now();
+    await expectUnreadable(
+      /^the configuration file has more than 1000 YAML nodes, too many for a configuration file$/,
+    );
+    assert.ok(performance.now() - t < 1000, 'refused at once (the parser alone took seconds)');
+    await sb.writeConfigText(`x: ${'['.repeat(33)}${']'.repeat(33)}\nwifi: {ssid: a, password: abcdefgh}\n`);
+    await expectUnreadable(/^the configuration file nests lists or mappings more than 32 deep$/);
   });
 
   test('duplicate keys are a YAML error', async () => {
@@ -318,7 +353,10 @@ describe('keys: canonical first, then the shipping app layout', () => {
 
   test('the wifi interface drives the network section, under its own name', async () => {
     await sb.writeConfigText('connection: {wifi_ap: {interface: wlan1}}\n');
-    assert.equal((await loadSection(sb.paths.config, 'network')).interface, 'wlan1');
+    assert.equal(
+      (await loadSection(sb.paths.config, 'network', { apInterface: 'wlan1' })).interface,
+      'wlan1',
+    );
     await sb.writeConfigText('connection: {wifi_ap: {interface: "wl an"}}\n');
     const err = await refused(loadSection(sb.paths.config, 'network'));
     assert.match(

@@ -76,6 +76,36 @@ const CASES: BadCase[] = [
     expect: ['wifi.ssid: must not contain control characters'],
   },
   {
+    name: 'SSID with U+202E right-to-left override',
+    section: 'wifi',
+    edit: set('wifi', 'ssid', 'Car\u202Eexe.'),
+    expect: ['wifi.ssid: must not contain invisible formatting characters'],
+  },
+  {
+    name: 'SSID with U+FEFF at the start',
+    section: 'wifi',
+    edit: set('wifi', 'ssid', '\uFEFFCar'),
+    expect: ['wifi.ssid: must not contain invisible formatting characters'],
+  },
+  {
+    name: 'SSID with U+200B zero-width space',
+    section: 'wifi',
+    edit: set('wifi', 'ssid', 'C\u200Bar'),
+    expect: ['wifi.ssid: must not contain invisible formatting characters'],
+  },
+  {
+    name: "interface other than the installation's",
+    section: 'wifi',
+    edit: set('wifi', 'interface', 'eth0'),
+    expect: ["wifi.interface: is eth0, but this installation's access point interface is wlan0"],
+  },
+  {
+    name: "network section with an interface other than the installation's",
+    section: 'network',
+    edit: set('wifi', 'interface', 'eth0'),
+    expect: ["wifi.interface: is eth0, but this installation's access point interface is wlan0"],
+  },
+  {
     name: 'SSID as a mapping',
     section: 'wifi',
     edit: set('wifi', 'ssid', { a: 1 }),
@@ -322,6 +352,18 @@ const CASES: BadCase[] = [
     section: 'bluetooth',
     edit: set('bluetooth', 'name', 'Car\nX'),
     expect: ['bluetooth.name: must not contain control characters or line breaks'],
+  },
+  {
+    name: 'bluetooth name with U+202E',
+    section: 'bluetooth',
+    edit: set('bluetooth', 'name', 'Car\u202E'),
+    expect: ['bluetooth.name: must not contain invisible formatting characters'],
+  },
+  {
+    name: 'bluetooth name with U+2060 word joiner',
+    section: 'bluetooth',
+    edit: set('bluetooth', 'name', 'Ca\u2060r'),
+    expect: ['bluetooth.name: must not contain invisible formatting characters'],
   },
   {
     name: 'bluetooth name 249 bytes',
