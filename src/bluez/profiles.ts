@@ -3,10 +3,8 @@
 // (profile1-export.ts), the claims (claims-service.ts) and the registration (registration-driver.ts). This
 // file follows org.bluez's owner and clients leaving the bus, and builds the GetStatus "profiles" section.
 import type { Bus } from '../bus/connection.js';
-import { ACTIONS, type Action } from '../bus/polkit.js';
-import { ServiceError } from '../errors.js';
 import { errText, log } from '../log/journal.js';
-import type { Caller, Json } from '../service.js';
+import type { Json } from '../service.js';
 import { ProfileClaims } from './claims-service.js';
 import { BLUEZ, enabledProfiles, type ProfileDef } from './profile-catalogue.js';
 import { Profile1Export } from './profile1-export.js';
@@ -14,20 +12,9 @@ import type { BackoffSettings } from './registration.js';
 import { RegistrationDriver } from './registration-driver.js';
 import type { UnixFdGuard } from './unix-fds.js';
 
-/** What org.openauto.System1's ClaimProfile and ReleaseProfile call. Both throw ServiceError. */
-export interface ProfileClaimService {
-  claimProfile(uuid: string, handler: string, caller: Caller): Promise<void>;
-  releaseProfile(uuid: string, caller: Caller): Promise<void>;
-}
-
-export interface AuthorizerLike {
-  check(sender: string, action: Action, interactive: boolean): Promise<void>;
-}
-
 export interface BluezProfilesDeps {
   bus: Bus;
   fds: UnixFdGuard;
-  authorizer: AuthorizerLike;
   /** settings.btProfiles */
   enabled: readonly string[];
   backoff?: BackoffSettings;
@@ -39,7 +26,7 @@ function monotonicMs(): number {
   return Number(process.hrtime.bigint() / 1_000_000n);
 }
 
-export class BluezProfiles implements ProfileClaimService {
+export class BluezProfiles {
   readonly claims: ProfileClaims;
   private readonly bus: Bus;
   private readonly defs: readonly ProfileDef[];
@@ -53,7 +40,7 @@ export class BluezProfiles implements ProfileClaimService {
   private setupTimer: NodeJS.Timeout | undefined;
   private setupFailures = 0;
 
-  constructor(private readonly deps: BluezProfilesDeps) {
+  constructor(deps: BluezProfilesDeps) {
     this.bus = deps.bus;
     this.defs = enabledProfiles(deps.enabled);
     this.claims = new ProfileClaims(this.defs, monotonicMs);
@@ -140,29 +127,6 @@ export class BluezProfiles implements ProfileClaimService {
       };
     }
     return out;
-  }
-
-  async claimProfile(uuid: string, handler: string, caller: Caller): Promise<void> {
-    const def = this.claims.resolve(uuid);
-    if (caller.kind !== 'dbus') {
-      throw new ServiceError('InvalidArgs', 'a profile handler is a D-Bus object: claim it over D-Bus');
-    }
-    if (!/^\/([A-Za-z0-9_]+(\/[A-Za-z0-9_]+)*)?$/.test(handler)) {
-      throw new ServiceError('InvalidArgs', 'handler must be an object path');
-    }
-    const watch = this.claims.watch(caller.sender);
-    try {
-      await this.deps.authorizer.check(caller.sender, ACTIONS.claimProfile, caller.interactive);
-    } finally {
-      this.claims.unwatch(watch);
-    }
-    this.claims.claim(def, watch, handler);
-  }
-
-  async releaseProfile(uuid: string, caller: Caller): Promise<void> {
-    const def = this.claims.resolve(uuid);
-    if (caller.kind !== 'dbus') return;
-    this.claims.release(def, caller.sender);
   }
 
   /** Subscribes to NameOwnerChanged and learns the current org.bluez owner; retried until it works. */
