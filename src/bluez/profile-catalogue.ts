@@ -9,7 +9,7 @@ type V = InstanceType<typeof Variant>;
 
 export const BLUEZ = 'org.bluez';
 export const PROFILE_IFACE = 'org.bluez.Profile1';
-export const PROFILE_ROOT = '/org/openauto/System/bluez';
+const PROFILE_ROOT = '/org/openauto/System/bluez';
 
 export type ProfileKey = 'aa' | 'hfp-ag' | 'hsp-hs';
 
