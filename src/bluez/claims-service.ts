@@ -1,6 +1,5 @@
-// The claims behind ClaimProfile / ReleaseProfile: which enabled profile a UUID names, who holds each one
-// (claims.ts), and claims ending when their holder leaves the bus. The service layer (daemon.ts) validates
-// and authorizes; this only acts.
+// What ClaimProfile / ReleaseProfile do: which enabled profile a UUID names and who holds it (claims.ts),
+// until its holder's bus connection ends. daemon.ts validates and authorizes before calling this.
 import { ServiceError } from '../errors.js';
 import { log } from '../log/journal.js';
 import { type Claim, ClaimTable } from './claims.js';

@@ -1,6 +1,5 @@
-// The Bluetooth profiles the daemon can own, and which of them the btProfiles setting enables.
-// hfp-ag is optional because BlueZ lets one program register a UUID: where PipeWire or oFono provide HFP
-// for call audio, registering it here would take call audio away from them (README, Bluetooth profiles).
+// The Bluetooth profiles the daemon can own, and which of them the btProfiles setting enables (hfp-ag is
+// optional: BlueZ lets one program hold a UUID, and PipeWire or oFono may need it for call audio).
 import dbus from 'dbus-next';
 import { type Fields, log } from '../log/journal.js';
 

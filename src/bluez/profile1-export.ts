@@ -1,6 +1,5 @@
-// Our org.bluez.Profile1 objects, one per enabled profile. Only org.bluez's current owner may call them.
-// NewConnection's socket goes on to the claimant's own Profile1 object, or is refused with
-// org.bluez.Error.Rejected when nobody claimed the profile; either way our copy is closed before we answer.
+// Our org.bluez.Profile1 objects: only org.bluez's owner may call them; NewConnection's socket goes on to the
+// claimant's own Profile1 object or is refused (Rejected), and our copy is closed before we answer.
 import dbus from 'dbus-next';
 import { type Bus, type DBusMessage, NO_AUTO_START } from '../bus/connection.js';
 import { errText, type Fields, log } from '../log/journal.js';

@@ -1,7 +1,5 @@
-// The BlueZ profiles the daemon owns, put together on its one bus connection (BlueZ calls a profile back on
-// the connection that registered it): the catalogue (profile-catalogue.ts), the Profile1 objects
-// (profile1-export.ts), the claims (claims-service.ts) and the registration (registration-driver.ts). This
-// file follows org.bluez's owner and clients leaving the bus, and builds the GetStatus "profiles" section.
+// Puts the BlueZ profiles together on the daemon's one bus connection (BlueZ calls a profile back on the
+// connection that registered it), follows org.bluez's owner and departing clients, and reports status.
 import type { Bus } from '../bus/connection.js';
 import { errText, log } from '../log/journal.js';
 import type { Json } from '../service.js';
