@@ -2,7 +2,6 @@
 // connection that registered it), follows org.bluez's owner and departing clients, and reports status.
 import type { Bus } from '../bus/connection.js';
 import { errText, log } from '../log/journal.js';
-import type { Json } from '../service.js';
 import { ProfileClaims } from './claims-service.js';
 import { BLUEZ, enabledProfiles, type ProfileDef } from './profile-catalogue.js';
 import { Profile1Export } from './profile1-export.js';
@@ -19,6 +18,30 @@ export interface BluezProfilesDeps {
   /** Bound on handing a connection to the claimant (BlueZ itself waits 25 s for our answer). */
   forwardTimeoutMs?: number;
 }
+
+/** One profile in the GetStatus "profiles" section (times are ISO 8601, null when never). */
+export type ProfileStatus = {
+  uuid: string;
+  name: string;
+  object_path: string;
+  registered: boolean;
+  state: string;
+  conflict: boolean;
+  last_error: string | null;
+  last_error_at: string | null;
+  failures: number;
+  next_attempt: string | null;
+  registered_at: string | null;
+  registrations: number;
+  bluez_owner: string | null;
+  claimed: boolean;
+  claimant: string | null;
+  handler: string | null;
+  claimed_at: string | null;
+  forwarded: number;
+  rejected: number;
+  refused_callers: number;
+};
 
 function monotonicMs(): number {
   return Number(process.hrtime.bigint() / 1_000_000n);
@@ -90,12 +113,12 @@ export class BluezProfiles {
   }
 
   /** The GetStatus "profiles" section: per profile, registration, last error and claim. */
-  status(): { [key: string]: Json } {
+  status(): { [key: string]: ProfileStatus } {
     const mono = monotonicMs();
     const wall = Date.now();
-    const iso = (t: number | undefined): Json =>
+    const iso = (t: number | undefined): string | null =>
       t === undefined ? null : new Date(wall - (mono - t)).toISOString();
-    const out: { [key: string]: Json } = {};
+    const out: { [key: string]: ProfileStatus } = {};
     for (const def of this.defs) {
       const v = this.registration.view(def.key);
       if (!v) continue;
