@@ -161,7 +161,9 @@ class FakeApp {
 class FakeAuthorizer {
   denied = new Set<string>();
   gate: Promise<void> | undefined;
+  asked = 0;
   async check(sender: string, _action: Action, _interactive: boolean): Promise<void> {
+    this.asked++;
     if (this.gate) await this.gate;
     if (this.denied.has(sender)) throw new ServiceError('AccessDenied', 'not authorized');
   }
@@ -182,13 +184,13 @@ async function waitFor<T>(pred: () => T | Promise<T>, ms = 3000, what = 'conditi
 const openFds = () => readdirSync('/proc/self/fd').length;
 
 /** The service layer over these profiles' claims; ClaimProfile needs nothing else of it. */
-function serviceFor(p: BluezProfiles): Daemon {
+function serviceFor(p: BluezProfiles | undefined): Daemon {
   return new Daemon({
     version: 'test',
     monitor: new EventEmitter() as unknown as HealthMonitor,
     restarter: {} as UnitRestarter,
     authorizer,
-    profiles: p.claims,
+    ...(p ? { profiles: p.claims } : {}),
   });
 }
 
@@ -530,6 +532,27 @@ describe('BluezProfiles on a private bus', { skip }, () => {
       serviceFor(only).claimProfile(HFP, '/x', dbusCaller(':1.1')),
       /not enabled on this system/,
     );
+  });
+
+  it('the service layer validates a claim before it asks polkit, and refuses when no profiles are managed', async () => {
+    const invalid = (re: RegExp) => (e: unknown) => {
+      assert.equal((e as ServiceError).code, 'InvalidArgs');
+      assert.match((e as Error).message, re);
+      return true;
+    };
+    const asked = authorizer.asked;
+    await assert.rejects(service.claimProfile(AA, 'handler', dbusCaller(':1.999')), invalid(/object path/));
+    await assert.rejects(service.claimProfile(AA, '/x', { kind: 'socket' }), invalid(/over D-Bus/));
+    await assert.rejects(
+      service.claimProfile('1234', '/x', dbusCaller(':1.999')),
+      invalid(/unknown profile/),
+    );
+    await assert.rejects(service.releaseProfile('1234', dbusCaller(':1.999')), invalid(/unknown profile/));
+    assert.equal(authorizer.asked, asked, 'polkit is not asked about a call that is refused anyway');
+    assert.equal(status().aa?.claimant === ':1.999', false);
+    const none = serviceFor(undefined);
+    await assert.rejects(none.claimProfile(AA, '/x', dbusCaller(':1.999')), invalid(/no Bluetooth profiles/));
+    await assert.rejects(none.releaseProfile(AA, dbusCaller(':1.999')), invalid(/no Bluetooth profiles/));
   });
 
   it('leaks no descriptor over hundreds of forwarded and refused connections', async () => {
