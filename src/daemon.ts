@@ -1,8 +1,8 @@
 // The service layer: the one implementation of SystemService, and all that both faces (bus/system1.ts, ipc/)
-// call. Every method reads its arguments, validates them (a clear error, nothing changed), asks polkit for
-// D-Bus callers, acts and replies. Skipping what did not change is part of acting (the applier compares
-// before it writes), so an unchanged apply is still authorized first. Changes reach clients through the
-// monitor's healthChanged.
+// call. A method that changes something reads its arguments, validates them (a clear error, nothing
+// changed), asks polkit for D-Bus callers, acts and replies. Skipping what did not change is part of acting
+// (the applier compares before it writes), so an unchanged apply is still authorized first. Changes reach
+// clients through the monitor's healthChanged.
 import { EventEmitter } from 'node:events';
 import type { ProfileClaims } from './bluez/claims-service.js';
 import type { Authorizer } from './bus/polkit.js';
@@ -127,8 +127,8 @@ export class Daemon extends EventEmitter implements SystemService {
   }
 
   private async authorize(caller: Caller, action: Action): Promise<void> {
-    // Socket callers were admitted by the kernel (0660, group openauto), which the shipped polkit rules
-    // grant both actions; internal callers are the daemon itself.
+    // Socket callers were admitted by the kernel (0660, group openauto), a group the shipped polkit rules
+    // grant every action; internal callers are the daemon itself.
     if (caller.kind !== 'dbus') return;
     await this.deps.authorizer.check(caller.sender, action, caller.interactive);
   }
