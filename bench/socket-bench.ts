@@ -30,6 +30,8 @@ class BenchService extends EventEmitter implements SystemService {
     return { changed: false, restarted: [] };
   }
   async restartService(): Promise<void> {}
+  async claimProfile(): Promise<void> {}
+  async releaseProfile(): Promise<void> {}
 }
 
 async function serve(path: string): Promise<void> {

@@ -1,7 +1,10 @@
-// The service layer: the one implementation of SystemService. Each method reads its arguments, validates,
-// returns early when nothing changes, checks polkit, applies in plain steps and lets the monitor emit the
-// change. Both faces (D-Bus and the socket) call only this.
+// The service layer: the one implementation of SystemService, and all that both faces (bus/system1.ts, ipc/)
+// call. A method that changes something reads its arguments, validates them (a clear error, nothing
+// changed), asks polkit for D-Bus callers, acts and replies. Skipping what did not change is part of acting
+// (the applier compares before it writes), so an unchanged apply is still authorized first. Changes reach
+// clients through the monitor's healthChanged.
 import { EventEmitter } from 'node:events';
+import type { ProfileClaims } from './bluez/claims-service.js';
 import type { Authorizer } from './bus/polkit.js';
 import { ACTIONS, type Action } from './bus/polkit.js';
 import { ServiceError } from './errors.js';
@@ -21,8 +24,10 @@ export interface DaemonDeps {
   version: string;
   monitor: HealthMonitor;
   restarter: UnitRestarter;
-  authorizer: Authorizer;
+  authorizer: Pick<Authorizer, 'check'>;
   applier?: ConfigApplierLike;
+  /** The Bluetooth profiles' claims; without it ClaimProfile and ReleaseProfile fail with InvalidArgs. */
+  profiles?: ProfileClaims;
   /** Extra status sections (e.g. BlueZ profiles) keyed by name. */
   extraStatus?: () => { [key: string]: Json };
   now?: () => number;
@@ -91,13 +96,45 @@ export class Daemon extends EventEmitter implements SystemService {
     return applier.apply(section);
   }
 
+  async claimProfile(uuid: string, handler: string, caller: Caller): Promise<void> {
+    const claims = this.profileClaims();
+    const profile = claims.resolve(uuid);
+    if (caller.kind !== 'dbus') {
+      throw new ServiceError('InvalidArgs', 'a profile handler is a D-Bus object: claim it over D-Bus');
+    }
+    if (!OBJECT_PATH.test(handler)) throw new ServiceError('InvalidArgs', 'handler must be an object path');
+    // polkit may take seconds: a caller that leaves the bus meanwhile must not end up holding the profile.
+    const watch = claims.watch(caller.sender);
+    try {
+      await this.authorize(caller, ACTIONS.claimProfile);
+    } finally {
+      claims.unwatch(watch);
+    }
+    claims.claim(profile, watch, handler);
+  }
+
+  async releaseProfile(uuid: string, caller: Caller): Promise<void> {
+    const claims = this.profileClaims();
+    const profile = claims.resolve(uuid);
+    // Only the caller's own claim can end, so there is nothing to authorize; other callers hold none.
+    if (caller.kind !== 'dbus') return;
+    claims.release(profile, caller.sender);
+  }
+
+  private profileClaims(): ProfileClaims {
+    if (!this.deps.profiles) throw new ServiceError('InvalidArgs', 'no Bluetooth profiles are managed here');
+    return this.deps.profiles;
+  }
+
   private async authorize(caller: Caller, action: Action): Promise<void> {
-    // Socket callers were admitted by the kernel (0660, group openauto), which the shipped polkit rules
-    // grant both actions; internal callers are the daemon itself.
+    // Socket callers were admitted by the kernel (0660, group openauto), a group the shipped polkit rules
+    // grant every action; internal callers are the daemon itself.
     if (caller.kind !== 'dbus') return;
     await this.deps.authorizer.check(caller.sender, action, caller.interactive);
   }
 }
+
+const OBJECT_PATH = /^\/([A-Za-z0-9_]+(\/[A-Za-z0-9_]+)*)?$/;
 
 /** A caller's string, safe to echo in a message: bounded and without control characters. */
 export function printable(s: string): string {

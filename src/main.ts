@@ -125,12 +125,13 @@ async function run(settings: Settings): Promise<void> {
   if (removed > 0)
     log.notice(`removed ${removed} temporary file(s) left by an interrupted write`, { count: removed });
   const authorizer = new Authorizer(bus);
-  const profiles = new BluezProfiles({ bus, fds, authorizer, enabled: settings.btProfiles });
+  const profiles = new BluezProfiles({ bus, fds, enabled: settings.btProfiles });
   const daemon = new Daemon({
     version,
     monitor,
     restarter,
     authorizer,
+    profiles: profiles.claims,
     extraStatus: () => ({ profiles: profiles.status() }),
     applier: {
       apply: async (section) => {
@@ -147,7 +148,7 @@ async function run(settings: Settings): Promise<void> {
       summary: () => applier.appliedSummary(),
     },
   });
-  const face = new System1Export(bus, daemon, version, settings.interfaceXml, profiles);
+  const face = new System1Export(bus, daemon, version, settings.interfaceXml);
   face.export();
   profiles.export();
   daemon.on('healthChanged', (h) => face.healthChanged(h));

@@ -25,5 +25,9 @@ export interface SystemService extends EventEmitter {
   applyConfig(section: string, caller: Caller): Promise<ApplyResult>;
   /** Throws ServiceError. Resolves once the unit's restart job finished and it is active. */
   restartService(name: string, caller: Caller): Promise<void>;
+  /** Throws ServiceError. Incoming connections of the profile go to `handler` on the caller's connection. */
+  claimProfile(uuid: string, handler: string, caller: Caller): Promise<void>;
+  /** Throws ServiceError for an unknown profile; releasing a claim the caller does not hold changes nothing. */
+  releaseProfile(uuid: string, caller: Caller): Promise<void>;
   // Emits 'healthChanged' (health: HealthMap) whenever any service's state changes.
 }

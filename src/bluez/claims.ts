@@ -1,6 +1,5 @@
-// Who handles each profile's incoming connections: at most one client (a unique bus name and an object
-// path on its connection) per profile. A claim ends when its holder releases it or leaves the bus. Pure
-// bookkeeping; profiles.ts does the bus work.
+// Who handles each profile's incoming connections: at most one client (unique name and object path) per
+// profile, until it releases the claim or leaves the bus. Pure bookkeeping, tested without a bus.
 
 export interface Claim {
   /** The claimant's unique bus name (":1.42"). */

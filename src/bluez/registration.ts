@@ -1,21 +1,5 @@
-// The registration of one BlueZ profile as a clock-free state machine: the driver (profiles.ts) feeds it
-// events (org.bluez got a new owner or left, a RegisterProfile call finished, the retry timer fired, BlueZ
-// called Release) with the current time, and does what the returned command says. No I/O here, so the rules
-// are tested with a fake clock.
-//
-// Rules:
-// - A new org.bluez owner means every registration made with the previous owner is gone: register at once.
-//   Replies that belong to an earlier owner (a "generation") are ignored.
-// - A failed registration is retried with bounded backoff (1 s doubling to 30 s), forever, as long as
-//   org.bluez has an owner. A new owner resets the backoff.
-// - org.bluez.Error.AlreadyExists is BlueZ's answer when the same connection already registered the same
-//   object path. It is success only when an earlier call of ours to this same owner may have got through
-//   without us knowing (its reply timed out or never came, or we were registered and BlueZ released us).
-//   Otherwise the owner's registrations cannot be ours (it is a fresh owner, or it refused every call so
-//   far), so it means someone else holds the profile: a conflict.
-// - org.bluez.Error.NotPermitted ("UUID already registered") means another program holds the UUID: a
-//   conflict. Conflicts are reported (status, journal) and retried like any failure, so the profile is
-//   registered as soon as the other program lets go of it.
+// The registration of one BlueZ profile as a clock-free state machine, so its rules are tested with a fake
+// clock; registration-driver.ts feeds it events and carries out the command each returns.
 
 export interface BackoffSettings {
   initialMs: number;
@@ -24,7 +8,10 @@ export interface BackoffSettings {
 
 export const DEFAULT_BACKOFF: BackoffSettings = { initialMs: 1000, maxMs: 30_000 };
 
-/** Delay before retry number `failures` (1 = after the first failure): initial, doubling, capped. */
+/**
+ * Delay before retry number `failures` (1 = after the first failure): initial, doubling, capped. Retries go
+ * on forever while org.bluez has an owner, so a profile another program held is ours once it lets go.
+ */
 export function backoffDelay(failures: number, s: BackoffSettings = DEFAULT_BACKOFF): number {
   if (failures <= 0) return 0;
   // 2^30 ms is far beyond any sane cap; stop doubling there so the number stays exact.
@@ -101,7 +88,10 @@ export class RegistrationMachine {
 
   constructor(private readonly backoff: BackoffSettings = DEFAULT_BACKOFF) {}
 
-  /** org.bluez's owner changed (undefined: it left the bus). Our registrations with the old owner are gone. */
+  /**
+   * org.bluez's owner changed (undefined: it left the bus). Our registrations went with the old owner:
+   * register at once, with fresh backoff; replies meant for an older owner (generation) are ignored.
+   */
   ownerChanged(owner: string | undefined, _now: number): Command {
     if (owner === this.owner) return { kind: 'none' };
     const wasRegistered = this.phase === 'registered';
@@ -146,6 +136,8 @@ export class RegistrationMachine {
   finished(attempt: Attempt, outcome: RegisterOutcome, now: number): Command {
     if (attempt.generation !== this.generation || this.inFlight !== attempt) return { kind: 'none' };
     this.inFlight = undefined;
+    // AlreadyExists is BlueZ's answer to the same connection registering the same path again: ours only if
+    // an earlier call to this owner may have got through unseen; otherwise another program holds it.
     const ours = outcome.ok || (outcome.name === ERR_ALREADY_EXISTS && this.maybeOurs);
     if (ours) {
       this.maybeOurs = true;
@@ -164,6 +156,7 @@ export class RegistrationMachine {
       return { kind: 'cancel-timer' };
     }
     if (outcome.indeterminate) this.maybeOurs = true;
+    // NotPermitted: "UUID already registered" by another program. Reported, and retried like any failure.
     const conflict = outcome.name === ERR_NOT_PERMITTED || outcome.name === ERR_ALREADY_EXISTS;
     this.failures++;
     this.conflict = conflict;

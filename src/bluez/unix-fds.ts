@@ -1,17 +1,6 @@
-// Unix file descriptors on the daemon's bus connection. dbus-next (0.10) reads a message with
-// `stream.read(length, null)`, which hands the message *every* descriptor queued on the socket, not the
-// number its header declares. When two messages with descriptors are queued together (BlueZ sending two
-// connections, or anyone sending a message carrying an fd), the first message takes both and the second
-// finds none: dbus-next then throws "No FDs available" from inside the socket's 'readable' handler, which
-// ends the process. This module fixes that on our one connection and takes ownership of every descriptor
-// that arrives:
-// - each message gets exactly the descriptors its UNIX_FDS header field declares;
-// - a message that cannot be parsed is dropped and logged (the stream stays in step: dbus-next has already
-//   consumed it), its descriptors closed;
-// - descriptors a handler did not take (take()) during the message's dispatch are closed, so a caller can
-//   never make us leak one by attaching descriptors to an unrelated call;
-// - closeWhenSent(): a descriptor we pass on is closed only once the message carrying it has been written
-//   to the socket (sendmsg duplicates it into the message; until then our number must stay valid).
+// Unix descriptors on the daemon's bus connection. dbus-next 0.10 gives a message every descriptor queued on
+// the socket, not the count its header declares, so two queued messages carrying descriptors crash the
+// process ("No FDs available"): here each message gets exactly its own, and none is ever left open.
 import { closeSync } from 'node:fs';
 import type { Bus, DBusMessage } from '../bus/connection.js';
 import { connectionStream, type RawStream, receivedFdQueue } from '../bus/dbus-next-private.js';

@@ -4,8 +4,7 @@
 // stack, path or file content ever reaches a caller.
 import { readFileSync } from 'node:fs';
 import dbus from 'dbus-next';
-import type { ProfileClaimService } from '../bluez/profiles.js';
-import { DBUS_ERROR_NAMES, ServiceError, toServiceError } from '../errors.js';
+import { DBUS_ERROR_NAMES, toServiceError } from '../errors.js';
 import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
 import type { Caller, SystemService } from '../service.js';
@@ -26,11 +25,7 @@ interface CallContext {
 type Handler = (ctx: CallContext, ...args: unknown[]) => unknown;
 
 /** One entry per method of the XML. */
-function methodHandlers(service: SystemService, profiles?: ProfileClaimService): Record<string, Handler> {
-  const bluez = (): ProfileClaimService => {
-    if (!profiles) throw new ServiceError('InvalidArgs', 'no Bluetooth profiles are managed here');
-    return profiles;
-  };
+function methodHandlers(service: SystemService): Record<string, Handler> {
   return {
     GetHealth: () => service.getHealth(),
     GetStatus: () => toVariantDict(service.getStatus()),
@@ -42,10 +37,10 @@ function methodHandlers(service: SystemService, profiles?: ProfileClaimService):
       return [r.changed, r.restarted];
     },
     ClaimProfile: async (ctx, uuid, handler) => {
-      await bluez().claimProfile(String(uuid), String(handler), dbusCaller(ctx));
+      await service.claimProfile(String(uuid), String(handler), dbusCaller(ctx));
     },
     ReleaseProfile: async (ctx, uuid) => {
-      await bluez().releaseProfile(String(uuid), dbusCaller(ctx));
+      await service.releaseProfile(String(uuid), dbusCaller(ctx));
     },
   };
 }
@@ -71,7 +66,6 @@ export class System1Export {
     private readonly service: SystemService,
     private readonly version: string,
     xmlPath: string,
-    private readonly profiles?: ProfileClaimService,
   ) {
     const xml = readFileSync(xmlPath, 'utf8');
     this.spec = parseInterface(xml, INTERFACE);
@@ -80,7 +74,7 @@ export class System1Export {
 
   /** Exports the object; call before claiming the bus name. */
   export(): void {
-    const handlers = methodHandlers(this.service, this.profiles);
+    const handlers = methodHandlers(this.service);
     const service = this.service;
     const version = this.version;
     const spec = this.spec;

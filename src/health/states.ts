@@ -40,7 +40,3 @@ export type HealthMap = Record<ServiceName, HealthState>;
 export function initialHealth(): HealthMap {
   return { hostapd: 'unknown', networkd: 'unknown', bluetooth: 'unknown' };
 }
-
-export function sameHealth(a: HealthMap, b: HealthMap): boolean {
-  return SERVICE_NAMES.every((n) => a[n] === b[n]);
-}

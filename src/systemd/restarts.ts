@@ -13,7 +13,6 @@ export type HoldListener = (unit: string, origin: RestartOrigin, phase: 'start' 
 export class UnitRestarter {
   private readonly tails = new Map<string, Promise<unknown>>();
   private readonly depth = new Map<string, number>();
-  private readonly holders = new Map<string, RestartOrigin>();
   private readonly holdListeners = new Set<HoldListener>();
 
   constructor(
@@ -24,11 +23,6 @@ export class UnitRestarter {
   /** Told when anyone asks for a unit ('start', before waiting its turn) and when they are done ('end'). */
   onHold(listener: HoldListener): void {
     this.holdListeners.add(listener);
-  }
-
-  /** Who holds the unit now (a restart or an apply in progress), if anyone. */
-  holder(unit: string): RestartOrigin | undefined {
-    return this.holders.get(unit);
   }
 
   /** Restarts the unit, waiting its turn; resolves with systemd's job result ('done' on success). */
@@ -46,10 +40,7 @@ export class UnitRestarter {
     this.depth.set(unit, waiting + 1);
     this.tell(unit, origin, 'start');
     const prev = this.tails.get(unit) ?? Promise.resolve();
-    const run = prev.then(
-      () => this.turn(unit, origin, fn),
-      () => this.turn(unit, origin, fn),
-    );
+    const run = prev.then(fn, fn);
     const tail = run.catch(() => undefined);
     this.tails.set(unit, tail);
     try {
@@ -66,14 +57,5 @@ export class UnitRestarter {
 
   private tell(unit: string, origin: RestartOrigin, phase: 'start' | 'end'): void {
     for (const l of this.holdListeners) l(unit, origin, phase);
-  }
-
-  private async turn<T>(unit: string, origin: RestartOrigin, fn: () => Promise<T>): Promise<T> {
-    this.holders.set(unit, origin);
-    try {
-      return await fn();
-    } finally {
-      this.holders.delete(unit);
-    }
   }
 }

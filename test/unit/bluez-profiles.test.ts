@@ -1,20 +1,25 @@
 // BluezProfiles (src/bluez/profiles.ts) against a private dbus-daemon, with a fake BlueZ that really calls
-// back and a fake head-unit app that claims profiles: registration with the right options, re-registration
+// back and a fake head-unit app that claims profiles through the service layer (src/daemon.ts): registration with the right options, re-registration
 // on a new org.bluez owner, retries and conflicts, connections handed over with their socket, refusals
 // (unclaimed, not BlueZ, handler error) that close our copy of the socket, claims ending with the client,
 // and no descriptor leaks. The sandbox tests repeat the essentials against real systemd and dbusmock.
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import dbus from 'dbus-next';
-import { BluezProfiles, PROFILES } from '../../src/bluez/profiles.js';
+import { PROFILES } from '../../src/bluez/profile-catalogue.js';
+import { BluezProfiles } from '../../src/bluez/profiles.js';
 import { UnixFdGuard } from '../../src/bluez/unix-fds.js';
 import { Bus, type DBusMessage } from '../../src/bus/connection.js';
 import type { Action } from '../../src/bus/polkit.js';
+import { Daemon } from '../../src/daemon.js';
 import { ServiceError } from '../../src/errors.js';
+import type { HealthMonitor } from '../../src/health/monitor.js';
 import type { Json } from '../../src/service.js';
+import type { UnitRestarter } from '../../src/systemd/restarts.js';
 import { type PrivateBus, privateBusUnavailable, startPrivateBus } from './helpers/bluez-private-bus.js';
 
 const AA = PROFILES.aa.uuid;
@@ -156,7 +161,9 @@ class FakeApp {
 class FakeAuthorizer {
   denied = new Set<string>();
   gate: Promise<void> | undefined;
+  asked = 0;
   async check(sender: string, _action: Action, _interactive: boolean): Promise<void> {
+    this.asked++;
     if (this.gate) await this.gate;
     if (this.denied.has(sender)) throw new ServiceError('AccessDenied', 'not authorized');
   }
@@ -176,14 +183,26 @@ async function waitFor<T>(pred: () => T | Promise<T>, ms = 3000, what = 'conditi
 
 const openFds = () => readdirSync('/proc/self/fd').length;
 
+/** The service layer over these profiles' claims; ClaimProfile needs nothing else of it. */
+function serviceFor(p: BluezProfiles | undefined): Daemon {
+  return new Daemon({
+    version: 'test',
+    monitor: new EventEmitter() as unknown as HealthMonitor,
+    restarter: {} as UnitRestarter,
+    authorizer,
+    ...(p ? { profiles: p.claims } : {}),
+  });
+}
+
 const skip = privateBusUnavailable();
+const authorizer = new FakeAuthorizer();
 
 describe('BluezProfiles on a private bus', { skip }, () => {
   let pb: PrivateBus;
   let daemonBus: Bus;
   let profiles: BluezProfiles;
+  let service: Daemon;
   let bluez: FakeBluez;
-  const authorizer = new FakeAuthorizer();
   let sockDir: string;
   let server: net.Server;
   const accepted: net.Socket[] = [];
@@ -227,13 +246,13 @@ describe('BluezProfiles on a private bus', { skip }, () => {
     profiles = new BluezProfiles({
       bus: daemonBus,
       fds: UnixFdGuard.install(daemonBus),
-      authorizer,
       enabled: ['aa', 'hfp-ag', 'hsp-hs'],
       backoff: { initialMs: 40, maxMs: 200 },
       forwardTimeoutMs: 2000,
     });
     profiles.export();
     profiles.start();
+    service = serviceFor(profiles);
   });
 
   afterEach(() => {
@@ -329,7 +348,7 @@ describe('BluezProfiles on a private bus', { skip }, () => {
   it('hands a connection to the claimant with its socket: bytes from the phone arrive', async () => {
     const app = await FakeApp.start();
     try {
-      await profiles.claimProfile(AA, '/app/handler', dbusCaller(app.name));
+      await service.claimProfile(AA, '/app/handler', dbusCaller(app.name));
       assert.equal(status().aa?.claimant, app.name);
       assert.equal(status().aa?.handler, '/app/handler');
       const { ours, fd, peer } = await socketPair();
@@ -358,7 +377,7 @@ describe('BluezProfiles on a private bus', { skip }, () => {
   it('passes RequestDisconnection on to the claimant, and registers again after BlueZ calls Release', async () => {
     const app = await FakeApp.start();
     try {
-      await profiles.claimProfile(HSP, '/app/handler', dbusCaller(app.name));
+      await service.claimProfile(HSP, '/app/handler', dbusCaller(app.name));
       await bluez.callProfile(daemonBus.uniqueName, PROFILES['hsp-hs'].path, 'RequestDisconnection', 'o', [
         DEVICE,
       ]);
@@ -435,7 +454,7 @@ describe('BluezProfiles on a private bus', { skip }, () => {
     const app = await FakeApp.start();
     try {
       app.fail = true;
-      await profiles.claimProfile(AA, '/app/handler', dbusCaller(app.name));
+      await service.claimProfile(AA, '/app/handler', dbusCaller(app.name));
       const { ours, fd, peer } = await socketPair();
       await assert.rejects(
         bluez.newConnection(daemonBus.uniqueName, PROFILES.aa.path, fd),
@@ -454,22 +473,22 @@ describe('BluezProfiles on a private bus', { skip }, () => {
     const other = await FakeApp.start();
     try {
       await waitFor(() => status().aa?.claimed === false, 2000, 'the previous claimant is gone');
-      await profiles.claimProfile(AA, '/app/handler', dbusCaller(app.name));
+      await service.claimProfile(AA, '/app/handler', dbusCaller(app.name));
       // Someone else: Busy. The holder again: replaces its handler. A non-holder's release: nothing.
-      await assert.rejects(profiles.claimProfile(AA, '/x', dbusCaller(other.name)), (e: unknown) => {
+      await assert.rejects(service.claimProfile(AA, '/x', dbusCaller(other.name)), (e: unknown) => {
         assert.equal((e as ServiceError).code, 'Busy');
         return true;
       });
-      await profiles.claimProfile(AA.toUpperCase(), '/app/handler', dbusCaller(app.name));
-      await profiles.releaseProfile(AA, dbusCaller(other.name));
+      await service.claimProfile(AA.toUpperCase(), '/app/handler', dbusCaller(app.name));
+      await service.releaseProfile(AA, dbusCaller(other.name));
       assert.equal(status().aa?.claimant, app.name);
-      await assert.rejects(profiles.claimProfile('1234', '/x', dbusCaller(app.name)), (e: unknown) => {
+      await assert.rejects(service.claimProfile('1234', '/x', dbusCaller(app.name)), (e: unknown) => {
         assert.equal((e as ServiceError).code, 'InvalidArgs');
         assert.match((e as Error).message, /unknown profile uuid '1234'/);
         return true;
       });
       authorizer.denied.add(other.name);
-      await assert.rejects(profiles.claimProfile(HSP, '/x', dbusCaller(other.name)), (e: unknown) => {
+      await assert.rejects(service.claimProfile(HSP, '/x', dbusCaller(other.name)), (e: unknown) => {
         assert.equal((e as ServiceError).code, 'AccessDenied');
         return true;
       });
@@ -489,7 +508,7 @@ describe('BluezProfiles on a private bus', { skip }, () => {
       authorizer.gate = new Promise<void>((r) => {
         open = r;
       });
-      const pending = profiles.claimProfile(AA, '/app/handler', dbusCaller(leaver.name));
+      const pending = service.claimProfile(AA, '/app/handler', dbusCaller(leaver.name));
       leaver.bus.close();
       await sleep(100);
       open();
@@ -506,17 +525,40 @@ describe('BluezProfiles on a private bus', { skip }, () => {
     const only = new BluezProfiles({
       bus: daemonBus,
       fds: UnixFdGuard.install(daemonBus),
-      authorizer,
       enabled: ['aa', 'bogus'],
     });
     assert.deepEqual(Object.keys(only.status()), ['aa']);
-    await assert.rejects(only.claimProfile(HFP, '/x', dbusCaller(':1.1')), /not enabled on this system/);
+    await assert.rejects(
+      serviceFor(only).claimProfile(HFP, '/x', dbusCaller(':1.1')),
+      /not enabled on this system/,
+    );
+  });
+
+  it('the service layer validates a claim before it asks polkit, and refuses when no profiles are managed', async () => {
+    const invalid = (re: RegExp) => (e: unknown) => {
+      assert.equal((e as ServiceError).code, 'InvalidArgs');
+      assert.match((e as Error).message, re);
+      return true;
+    };
+    const asked = authorizer.asked;
+    await assert.rejects(service.claimProfile(AA, 'handler', dbusCaller(':1.999')), invalid(/object path/));
+    await assert.rejects(service.claimProfile(AA, '/x', { kind: 'socket' }), invalid(/over D-Bus/));
+    await assert.rejects(
+      service.claimProfile('1234', '/x', dbusCaller(':1.999')),
+      invalid(/unknown profile/),
+    );
+    await assert.rejects(service.releaseProfile('1234', dbusCaller(':1.999')), invalid(/unknown profile/));
+    assert.equal(authorizer.asked, asked, 'polkit is not asked about a call that is refused anyway');
+    assert.equal(status().aa?.claimant === ':1.999', false);
+    const none = serviceFor(undefined);
+    await assert.rejects(none.claimProfile(AA, '/x', dbusCaller(':1.999')), invalid(/no Bluetooth profiles/));
+    await assert.rejects(none.releaseProfile(AA, dbusCaller(':1.999')), invalid(/no Bluetooth profiles/));
   });
 
   it('leaks no descriptor over hundreds of forwarded and refused connections', async () => {
     const app = await FakeApp.start();
     try {
-      await profiles.claimProfile(AA, '/app/handler', dbusCaller(app.name));
+      await service.claimProfile(AA, '/app/handler', dbusCaller(app.name));
       const one = async (path: string) => {
         const { ours, fd, peer } = await socketPair();
         try {

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
-import { enabledProfiles } from '../../src/bluez/profiles.js';
+import { enabledProfiles } from '../../src/bluez/profile-catalogue.js';
 import { Daemon, type DaemonDeps } from '../../src/daemon.js';
 import { ServiceError } from '../../src/errors.js';
 import { resolveServiceName } from '../../src/health/states.js';

@@ -78,6 +78,15 @@ export class FakeService extends EventEmitter implements SystemService {
     await this.restartImpl(name);
   }
 
+  // The faces under test here do not manage Bluetooth profiles: answered as the daemon does without them.
+  async claimProfile(_uuid: string, _handler: string, _caller: Caller): Promise<void> {
+    throw new ServiceError('InvalidArgs', 'no Bluetooth profiles are managed here');
+  }
+
+  async releaseProfile(_uuid: string, _caller: Caller): Promise<void> {
+    throw new ServiceError('InvalidArgs', 'no Bluetooth profiles are managed here');
+  }
+
   setHealth(health: HealthMap): void {
     this.health = health;
     this.emit('healthChanged', health);
