@@ -32,6 +32,10 @@ export interface Settings {
   socketEnabled: boolean;
   /** How often the heap's growth is checked for a collection (memory/heap-trim.ts). */
   heapTrimMs: number;
+  /** Where the proxy route's files are rendered (redsocks.conf, the nft table, the route unit's environment). */
+  proxyDir: string;
+  /** How often the proxy route is re-verified while it is on. */
+  proxyVerifyMs: number;
 }
 
 interface Option {
@@ -159,6 +163,20 @@ const OPTIONS: Option[] = [
     kind: 'ms',
     help: 'how often a grown heap is collected (needs node --expose-gc)',
   },
+  {
+    key: 'proxyDir',
+    flag: '--proxy-dir',
+    env: 'OPENAUTO_PROXY_DIR',
+    kind: 'path',
+    help: "directory of the proxy route's rendered files",
+  },
+  {
+    key: 'proxyVerifyMs',
+    flag: '--proxy-verify-ms',
+    env: 'OPENAUTO_PROXY_VERIFY_MS',
+    kind: 'ms',
+    help: 'how often the proxy route is re-verified while on',
+  },
 ];
 
 export function defaults(): Settings {
@@ -183,6 +201,8 @@ export function defaults(): Settings {
     btProfiles: ['aa', 'hfp-ag', 'hsp-hs'],
     socketEnabled: true,
     heapTrimMs: 30_000,
+    proxyDir: '/run/openauto',
+    proxyVerifyMs: 10_000,
   };
 }
 
