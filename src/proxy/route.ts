@@ -53,6 +53,8 @@ export interface ProxyRouteDeps {
   now?: () => number;
   /** TCP connect test; injectable for unit tests. */
   probe?: (host: string, port: number, timeoutMs: number) => Promise<boolean>;
+  /** Whether redsocks listens on 127.0.0.1:port; injectable for unit tests. */
+  listening?: (port: number) => Promise<boolean>;
   /** Whether the default route over `link` with our metric exists; injectable for unit tests. */
   routePresent?: (link: string, metric: number) => Promise<boolean>;
 }
@@ -76,6 +78,25 @@ export function tcpProbe(host: string, port: number, timeoutMs: number): Promise
     s.once('connect', () => done(true));
     s.once('error', () => done(false));
   });
+}
+
+/** /proc/self/net/tcp: a socket listening on 127.0.0.1:`port` (read, not connected to: a connection would
+ * make redsocks open one to the phone for nothing). */
+export async function listening(port: number): Promise<boolean> {
+  let text: string;
+  try {
+    text = await readFile('/proc/self/net/tcp', 'utf8');
+  } catch {
+    return false;
+  }
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return text
+    .split('\n')
+    .slice(1)
+    .some((line) => {
+      const f = line.trim().split(/\s+/);
+      return f[1] === local && f[3] === '0A';
+    });
 }
 
 /** /proc/self/net/route: a default route (destination and mask 0) on `link` with our metric. */
@@ -105,6 +126,7 @@ export class ProxyRoute extends EventEmitter {
   private readonly now: () => number;
   private readonly probe: NonNullable<ProxyRouteDeps['probe']>;
   private readonly routePresent: NonNullable<ProxyRouteDeps['routePresent']>;
+  private readonly listening: NonNullable<ProxyRouteDeps['listening']>;
   private queue: Promise<unknown> = Promise.resolve();
   private verifyTimer: NodeJS.Timeout | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
@@ -117,6 +139,7 @@ export class ProxyRoute extends EventEmitter {
     this.now = deps.now ?? Date.now;
     this.probe = deps.probe ?? tcpProbe;
     this.routePresent = deps.routePresent ?? defaultRoutePresent;
+    this.listening = deps.listening ?? listening;
     this.schedule = new RestartSchedule(deps.rules);
   }
 
@@ -305,7 +328,7 @@ export class ProxyRoute extends EventEmitter {
     const up = this.upstream;
     if (!up) return;
     const [listener, route, upstream] = await Promise.all([
-      this.probe('127.0.0.1', LISTEN_PORT, 2000),
+      this.listening(LISTEN_PORT),
       this.routePresent(up.link, ROUTE_METRIC),
       this.probe(up.host, up.port, 3000),
     ]);
@@ -392,7 +415,7 @@ export class ProxyRoute extends EventEmitter {
   private async waitListener(): Promise<void> {
     const until = Date.now() + 2000;
     while (Date.now() < until && this.active(PROXY_UNIT)) {
-      if (await this.probe('127.0.0.1', LISTEN_PORT, 500)) return;
+      if (await this.listening(LISTEN_PORT)) return;
       await new Promise((r) => setTimeout(r, 50));
     }
   }
