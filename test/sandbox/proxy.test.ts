@@ -408,4 +408,33 @@ describe('proxy route (real packets through a phone namespace)', { skip }, () =>
     assert.deepEqual(holders, ['/run/openauto/redsocks.conf']);
     await setRoute({ active: false });
   });
+
+  it('openautoctl proxy on / status --verify / off, as the app user; stranger is refused', async () => {
+    await sb.writeFile('/tmp/proxy-pw', `${PASSWORD}\n`, 0o600);
+    await sb.execOk(['chown', APP_USER, '/tmp/proxy-pw']);
+    const onOut = await sb.execOk(
+      ['openautoctl', 'proxy', 'on', PHONE, '1080', '--password-file', '/tmp/proxy-pw'],
+      {
+        user: APP_USER,
+      },
+    );
+    assert.match(onOut, /^state {6}active$/m);
+    assert.equal((await curl()).stdout.trim(), 'client=203.0.113.1');
+    const st = JSON.parse(
+      await sb.execOk(['openautoctl', '--json', 'proxy', 'status', '--verify']),
+    ) as Status & {
+      live_check: boolean;
+    };
+    assert.equal(st.state, 'active');
+    assert.equal(st.live_check, true);
+    const denied = await sb.exec(['openautoctl', 'proxy', 'off'], { user: OTHER_USER });
+    assert.equal(denied.code, 1);
+    assert.match(denied.stderr, /AccessDenied/);
+    assert.match(
+      await sb.execOk(['openautoctl', 'proxy', 'off'], { user: APP_USER }),
+      /^state {6}disabled$/m,
+    );
+    assert.notEqual((await curl()).code, 0);
+    await sb.execOk(['rm', '-f', '/tmp/proxy-pw']);
+  });
 });
