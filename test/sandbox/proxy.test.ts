@@ -378,6 +378,31 @@ describe('proxy route (real packets through a phone namespace)', { skip }, () =>
     assert.ok(adopted.some((m) => m === 'adopting the proxy route in place'));
   });
 
+  it('the default route deleted under it → failed (routing_missing), repaired at once → active', async () => {
+    await sb.execOk(['ip', 'route', 'del', 'default', 'dev', 'wlan0', 'metric', '4242']);
+    const seen = await status(true);
+    assert.equal(seen.state, 'failed');
+    assert.equal(seen.error_code, 'routing_missing');
+    assert.equal(seen.checks.iptables, false);
+    await sb.waitFor(async () => (await status()).state === 'active', 10_000);
+    assert.match(await sb.execOk(['ip', 'route']), /^default dev wlan0 scope link metric 4242 $/m);
+    assert.equal((await curl()).stdout.trim(), 'client=203.0.113.1');
+  });
+
+  it('at start-up a running route nobody accounts for is removed', async () => {
+    await sb.execOk(['systemctl', 'stop', 'openauto-system.service']);
+    await sb.execOk(['rm', '/run/openauto/openauto-proxy-route.json']);
+    assert.equal(await sb.unitState('openauto-proxy.service'), 'active', 'still running without the daemon');
+    await sb.execOk(['systemctl', 'start', 'openauto-system.service']);
+    assert.equal(await sb.unitState('openauto-proxy.service'), 'inactive');
+    assert.equal(await sb.unitState('openauto-proxy-route.service'), 'inactive');
+    assert.equal(await sb.execOk(['nft', 'list', 'ruleset']), baseline.nft);
+    assert.equal(await sb.execOk(['ip', 'route']), baseline.routes);
+    assert.equal((await sb.execOk(['ls', '-A', '/run/openauto'])).trim(), 'system.sock');
+    assert.equal((await status()).state, 'disabled');
+    assert.equal((await on()).state, 'active', 'and it can be set again');
+  });
+
   it('active:false → the web server is unreachable again; nft ruleset and routes exactly as before', async () => {
     const r = await setRoute({ active: false });
     assert.equal(r.ok, true);
@@ -407,6 +432,27 @@ describe('proxy route (real packets through a phone namespace)', { skip }, () =>
       .filter((f) => f !== '' && !f.startsWith('/run/systemd/transient/phone-socks'));
     assert.deepEqual(holders, ['/run/openauto/redsocks.conf']);
     await setRoute({ active: false });
+  });
+
+  it('the proxy units score an exposure of at most 1.5 and 2.0 (systemd-analyze security --offline)', async () => {
+    for (const [unit, limit] of [
+      ['openauto-proxy.service', 1.5],
+      ['openauto-proxy-route.service', 2.0],
+    ] as const) {
+      const r = await sb.exec([
+        'systemd-analyze',
+        'security',
+        '--offline=true',
+        '--no-pager',
+        `/usr/lib/systemd/system/${unit}`,
+      ]);
+      const m = new RegExp(`Overall exposure level for ${unit.replace('.', '\\.')}: (\\d+\\.\\d+)`).exec(
+        r.stdout + r.stderr,
+      );
+      assert.ok(m, r.stdout + r.stderr);
+      console.log(`# ${unit} exposure ${m[1]}`);
+      assert.ok(Number(m[1]) <= limit, `${unit}: ${m[1]}`);
+    }
   });
 
   it('openautoctl proxy on / status --verify / off, as the app user; stranger is refused', async () => {
