@@ -483,4 +483,14 @@ describe('proxy route (real packets through a phone namespace)', { skip }, () =>
     assert.notEqual((await curl()).code, 0);
     await sb.execOk(['rm', '-f', '/tmp/proxy-pw']);
   });
+
+  it('uninstall.sh with the route on leaves no table, no route and no redsocks behind', async () => {
+    assert.equal((await on()).state, 'active');
+    const r = await sb.exec(['bash', '/usr/src/openauto-system/scripts/uninstall.sh'], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await sb.execOk(['nft', 'list', 'ruleset']), baseline.nft);
+    assert.equal(await sb.execOk(['ip', 'route']), baseline.routes);
+    assert.notEqual(await sb.unitState('openauto-proxy.service'), 'active');
+    assert.notEqual((await curl()).code, 0);
+  });
 });
