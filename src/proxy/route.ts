@@ -192,8 +192,11 @@ export class ProxyRoute extends EventEmitter {
       this.armVerify();
       return;
     }
-    if (running || saved !== undefined) {
-      log.notice('removing a proxy route nobody accounts for', { running });
+    const leftovers = (
+      await Promise.all([REDSOCKS_CONF, NFT_FILE, ENV_FILE, STATE_FILE].map((f) => this.exists(f)))
+    ).some(Boolean);
+    if (running || leftovers) {
+      log.notice('removing a proxy route nobody accounts for', { running, leftovers });
       await this.serial(() => this.teardown());
     }
   }
