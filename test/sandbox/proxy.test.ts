@@ -55,7 +55,7 @@ s.on('data', (d) => {
 });
 `;
 
-/** Subscriber: subscribes, prints every line for argv[1] seconds. */
+/** Subscriber: subscribes, creates argv[2] once subscribed, prints every line for argv[1] seconds. */
 const SUBSCRIBER = `
 const s = require('node:net').connect('/run/openauto/system.sock');
 let buf = '';
@@ -63,7 +63,11 @@ s.on('connect', () => s.write('{"id":"s","method":"subscribe"}\\n'));
 s.on('data', (d) => {
   buf += d;
   let i;
-  while ((i = buf.indexOf('\\n')) >= 0) { console.log(buf.slice(0, i)); buf = buf.slice(i + 1); }
+  while ((i = buf.indexOf('\\n')) >= 0) {
+    console.log(buf.slice(0, i));
+    buf = buf.slice(i + 1);
+    if (!require('node:fs').existsSync(process.argv[2])) require('node:fs').writeFileSync(process.argv[2], '');
+  }
 });
 setTimeout(() => process.exit(0), Number(process.argv[1]) * 1000);
 `;
@@ -315,11 +319,16 @@ describe('proxy route (real packets through a phone namespace)', { skip }, () =>
   });
 
   it('kill redsocks → failed → restarted → active, seen by a socket subscriber and on D-Bus', async () => {
-    const sub = sb.exec(['node', '-e', SUBSCRIBER, '6'], { user: APP_USER, timeoutMs: 20_000 });
-    const mon = sb.exec(['timeout', '6', 'stdbuf', '-oL', 'gdbus', 'monitor', '--system', '-d', BUS_NAME], {
-      timeoutMs: 20_000,
+    const sub = sb.exec(['node', '-e', SUBSCRIBER, '10', '/tmp/proxy-subscribed'], {
+      user: APP_USER,
+      timeoutMs: 30_000,
     });
-    await new Promise((r) => setTimeout(r, 1000));
+    const mon = sb.exec(['timeout', '10', 'stdbuf', '-oL', 'gdbus', 'monitor', '--system', '-d', BUS_NAME], {
+      timeoutMs: 30_000,
+    });
+    // Subscribed (the answer to subscribe arrived), and the monitor had as long to get going.
+    await sb.waitFor(() => sb.readFile('/tmp/proxy-subscribed').then(() => true), 8_000, 50);
+    await new Promise((r) => setTimeout(r, 500));
     const t0 = Date.now();
     await sb.execOk(['systemctl', 'kill', '-s', 'KILL', '--kill-whom=main', 'openauto-proxy.service']);
     const back = await sb.waitFor(
@@ -343,7 +352,7 @@ describe('proxy route (real packets through a phone namespace)', { skip }, () =>
     const t0 = Date.now();
     const degradedAt = await sb.waitFor(
       async () => ((await status()).state === 'degraded' ? Date.now() : 0),
-      14_000,
+      16_000,
       200,
     );
     console.log(`# SOCKS server stopped → degraded after ${degradedAt - t0} ms (verify interval 10 s)`);
