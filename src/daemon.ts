@@ -122,7 +122,7 @@ export class Daemon extends EventEmitter implements SystemService {
 
   private async authorize(caller: Caller, action: Action): Promise<void> {
     // Socket callers were admitted by the kernel (0660, group openauto), which the shipped polkit rules
-    // grant both actions; internal callers are the daemon itself.
+    // grant every action; internal callers are the daemon itself.
     if (caller.kind !== 'dbus') return;
     await this.deps.authorizer.check(caller.sender, action, caller.interactive);
   }
