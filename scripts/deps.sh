@@ -9,11 +9,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # and polkit inside the sandbox. python3-dbusmock: the BlueZ stand-in. hostapd: config parsing by the hostapd
 # stand-in and the rendering tests. iproute2: the wlan0 veth pair. libsystemd-dev, build-essential,
 # pkg-config, python3: native modules (systemd-journald, usocket) built by npm ci. util-linux, passwd,
-# procps: unshare/nsenter/setpriv, useradd/groupadd, pgrep. tzdata: the zone database.
-# qt6-base-dev: the Qt client test (qdbusxml2cpp, moc, QtDBus, QtNetwork).
+# procps: unshare/nsenter/setpriv, useradd/groupadd, pgrep. tzdata: the zone database. redsocks, nftables:
+# the proxy route's units; microsocks, curl: the phone's SOCKS5 server and the head unit's HTTP client in
+# the proxy route's sandbox tests. qt6-base-dev: the Qt client test (qdbusxml2cpp, moc, QtDBus, QtNetwork).
 PACKAGES=(systemd systemd-container dbus polkitd python3 python3-dbusmock hostapd iproute2
   libsystemd-dev build-essential pkg-config util-linux passwd procps tzdata ca-certificates
-  qt6-base-dev)
+  redsocks nftables microsocks curl qt6-base-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -210,6 +210,11 @@ sed -e "s#^ExecStart=/usr/bin/node .*#ExecStart=$NODE_BIN ${kept[*]} $script#" \
 put 0644 "$unit_tmp" /usr/lib/systemd/system/$UNIT
 rm -f "$unit_tmp"
 put 0644 systemd/$SOCKET_UNIT /usr/lib/systemd/system/$SOCKET_UNIT
+# The proxy route's units (started only by the daemon; they need Debian's redsocks and nftables).
+put 0644 systemd/openauto-proxy.service /usr/lib/systemd/system/openauto-proxy.service
+put 0644 systemd/openauto-proxy-route.service /usr/lib/systemd/system/openauto-proxy-route.service
+[ -x "$R/usr/sbin/redsocks" ] && [ -x "$R/usr/sbin/nft" ] ||
+  note "WARNING: redsocks or nft is missing: the proxy route will fail until both are installed (apt-get install redsocks nftables)"
 put 0644 dbus/org.openauto.System.conf /usr/share/dbus-1/system.d/org.openauto.System.conf
 put 0644 dbus/org.openauto.System.service /usr/share/dbus-1/system-services/org.openauto.System.service
 put 0644 polkit/org.openauto.system.policy /usr/share/polkit-1/actions/org.openauto.system.policy

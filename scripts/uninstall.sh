@@ -55,6 +55,13 @@ done <"$R$MANIFEST"
 # Refuse anything that is not an absolute path below the root (a damaged manifest must not rm -rf /).
 safe() { case $1 in /?*) case $1 in *..*) return 1 ;; esac ;; *) return 1 ;; esac; }
 
+# A proxy route still on: its units are not enabled (the daemon starts them), so stop them here, after the
+# daemon (which would restart them); stopping the route unit deletes its nftables table and default route.
+if [ "$LIVE" = 1 ]; then
+  systemctl stop --quiet openauto-system.socket openauto-system.service 2>/dev/null || true
+  systemctl stop --quiet openauto-proxy-route.service openauto-proxy.service 2>/dev/null || true
+fi
+
 for u in "${units[@]}"; do
   if [ "$LIVE" = 1 ]; then
     systemctl disable --now --quiet "$u" || true

@@ -11,7 +11,10 @@ import { ServiceError } from './errors.js';
 import type { HealthMonitor } from './health/monitor.js';
 import { type HealthMap, resolveServiceName, SERVICES } from './health/states.js';
 import { log } from './log/journal.js';
-import type { ApplyResult, Caller, Json, SystemService } from './service.js';
+import { parseProxyRequest } from './proxy/request.js';
+import type { ProxyRoute } from './proxy/route.js';
+import type { ProxyStatus } from './proxy/state.js';
+import type { ApplyResult, Caller, Json, ProxyReply, SystemService } from './service.js';
 import type { UnitRestarter } from './systemd/restarts.js';
 
 export interface ConfigApplierLike {
@@ -31,6 +34,8 @@ export interface DaemonDeps {
   /** Extra status sections (e.g. BlueZ profiles) keyed by name. */
   extraStatus?: () => { [key: string]: Json };
   now?: () => number;
+  /** The proxy route and the AP's /24 (a default skip network). */
+  proxy?: { route: ProxyRoute; apSubnet: () => string };
 }
 
 export class Daemon extends EventEmitter implements SystemService {
@@ -42,6 +47,7 @@ export class Daemon extends EventEmitter implements SystemService {
     this.now = deps.now ?? Date.now;
     this.startedAt = this.now();
     deps.monitor.on('healthChanged', (h: HealthMap) => this.emit('healthChanged', h));
+    deps.proxy?.route.on('changed', (s: ProxyStatus) => this.emit('proxyChanged', s));
   }
 
   getHealth(): HealthMap {
@@ -126,8 +132,31 @@ export class Daemon extends EventEmitter implements SystemService {
     return this.deps.profiles;
   }
 
+  async setProxyRoute(params: unknown, caller: Caller): Promise<ProxyReply> {
+    const proxy = this.proxy();
+    const req = parseProxyRequest(params, proxy.apSubnet());
+    await this.authorize(caller, ACTIONS.setProxyRoute);
+    const status = await proxy.route.set(req);
+    return { ok: req.active ? status.state !== 'failed' : status.state === 'disabled', ...status };
+  }
+
+  async getProxyStatus(verify: boolean): Promise<ProxyReply> {
+    const route = this.proxy().route;
+    const status = verify ? await route.verify() : route.status();
+    return { ok: status.state !== 'failed', ...status };
+  }
+
+  proxyStatus(): ProxyStatus {
+    return this.proxy().route.status();
+  }
+
+  private proxy(): NonNullable<DaemonDeps['proxy']> {
+    if (!this.deps.proxy) throw new ServiceError('InvalidArgs', 'the proxy route is not managed here');
+    return this.deps.proxy;
+  }
+
   private async authorize(caller: Caller, action: Action): Promise<void> {
-    // Socket callers were admitted by the kernel (0660, group openauto), a group the shipped polkit rules
+    // Socket callers were admitted by the kernel (0660, group openauto), which the shipped polkit rules
     // grant every action; internal callers are the daemon itself.
     if (caller.kind !== 'dbus') return;
     await this.deps.authorizer.check(caller.sender, action, caller.interactive);

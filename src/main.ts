@@ -20,6 +20,8 @@ import { HealthMonitor } from './health/monitor.js';
 import { listenFdsFromEnv, SocketServer } from './ipc/index.js';
 import { errText, log } from './log/journal.js';
 import { HeapTrimmer } from './memory/heap-trim.js';
+import { subnetOf } from './proxy/request.js';
+import { ProxyRoute } from './proxy/route.js';
 import { PACKAGE_ROOT, parseSettings, type Settings, UsageError, usage } from './settings.js';
 import { SystemdManager } from './systemd/manager.js';
 import { UnitRestarter } from './systemd/restarts.js';
@@ -125,6 +127,29 @@ async function run(settings: Settings): Promise<void> {
   if (removed > 0)
     log.notice(`removed ${removed} temporary file(s) left by an interrupted write`, { count: removed });
   const authorizer = new Authorizer(bus);
+  // The proxy route: adopts a route left running by a previous instance (or removes one nobody accounts for).
+  const proxy = new ProxyRoute({
+    bus,
+    systemd,
+    dir: settings.proxyDir,
+    templates: settings.templates,
+    groupFile: settings.groupFile,
+    link: () => expectation.iface,
+    verifyMs: settings.proxyVerifyMs,
+    jobTimeoutMs: settings.restartTimeoutMs,
+    rules: {
+      fastRetries: settings.fastRetries,
+      fastRetryMs: settings.fastRetryMs,
+      slowRetryMs: settings.slowRetryMs,
+      healthyResetMs: settings.healthyResetMs,
+      resetOnRecovery: settings.resetOnRecovery,
+    },
+  });
+  await proxy
+    .start()
+    .catch((err: unknown) =>
+      log.err('adopting the proxy route failed', { error: errText(err), error_code: 'ProxyStartFailed' }),
+    );
   const profiles = new BluezProfiles({ bus, fds, enabled: settings.btProfiles });
   const daemon = new Daemon({
     version,
@@ -132,7 +157,8 @@ async function run(settings: Settings): Promise<void> {
     restarter,
     authorizer,
     profiles: profiles.claims,
-    extraStatus: () => ({ profiles: profiles.status() }),
+    extraStatus: () => ({ profiles: profiles.status(), proxy: proxy.summary() }),
+    proxy: { route: proxy, apSubnet: () => subnetOf(expectation.apIp) },
     applier: {
       apply: async (section) => {
         const result = await applier.apply(section);
@@ -152,6 +178,7 @@ async function run(settings: Settings): Promise<void> {
   face.export();
   profiles.export();
   daemon.on('healthChanged', (h) => face.healthChanged(h));
+  daemon.on('proxyChanged', (s: { state: string }) => face.proxyChanged(s.state));
 
   await monitor.start();
 
@@ -198,6 +225,7 @@ async function run(settings: Settings): Promise<void> {
     log.info(`stopping on ${signal}`, { signal });
     monitor.stop();
     profiles.stop();
+    proxy.stop();
     trimmer.stop();
     await socket?.close().catch(() => undefined);
     try {

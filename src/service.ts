@@ -2,6 +2,7 @@
 // Both faces (D-Bus in bus/, the NDJSON socket in ipc/) call only this interface, so no logic lives in a face.
 import type { EventEmitter } from 'node:events';
 import type { HealthMap } from './health/states.js';
+import type { ProxyStatus } from './proxy/state.js';
 
 /** Who is asking. D-Bus callers are authorized through polkit by unique name; socket callers were
  * already admitted by the kernel (socket mode 0660, group openauto). */
@@ -14,6 +15,9 @@ export interface ApplyResult {
   changed: boolean;
   restarted: string[];
 }
+
+/** The proxy route's status as an answer: `ok` false when a request was refused or the route failed. */
+export type ProxyReply = ProxyStatus & { ok: boolean };
 
 /** A JSON-shaped value, the GetStatus dump is built of these (D-Bus turns it into a{sv}). */
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
@@ -30,4 +34,11 @@ export interface SystemService extends EventEmitter {
   /** Throws ServiceError for an unknown profile; releasing a claim the caller does not hold changes nothing. */
   releaseProfile(uuid: string, caller: Caller): Promise<void>;
   // Emits 'healthChanged' (health: HealthMap) whenever any service's state changes.
+  /** The proxy route (absent where it is not managed). Throws ServiceError('InvalidArgs') for a refused
+   * request (naming the field), AccessDenied; a route that failed to come up resolves with ok false. */
+  setProxyRoute?(params: unknown, caller: Caller): Promise<ProxyReply>;
+  /** verify: run the checks now. */
+  getProxyStatus?(verify: boolean): Promise<ProxyReply>;
+  proxyStatus?(): ProxyStatus;
+  // Emits 'proxyChanged' (status: ProxyStatus) when the proxy route's state or error changes.
 }

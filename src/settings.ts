@@ -35,6 +35,10 @@ export interface Settings {
   heapTrimMs: number;
   /** The access point's interface: chosen when installing, never by config.yaml (which may only repeat it). */
   apInterface: string;
+  /** Where the proxy route's files are rendered (redsocks.conf, the nft table, the route unit's environment). */
+  proxyDir: string;
+  /** How often the proxy route is re-verified while it is on. */
+  proxyVerifyMs: number;
 }
 
 interface Option {
@@ -169,6 +173,20 @@ const OPTIONS: Option[] = [
     kind: 'ifname',
     help: "the access point's network interface (config.yaml may not name another)",
   },
+  {
+    key: 'proxyDir',
+    flag: '--proxy-dir',
+    env: 'OPENAUTO_PROXY_DIR',
+    kind: 'path',
+    help: "directory of the proxy route's rendered files",
+  },
+  {
+    key: 'proxyVerifyMs',
+    flag: '--proxy-verify-ms',
+    env: 'OPENAUTO_PROXY_VERIFY_MS',
+    kind: 'ms',
+    help: 'how often the proxy route is re-verified while on',
+  },
 ];
 
 export function defaults(): Settings {
@@ -194,6 +212,8 @@ export function defaults(): Settings {
     socketEnabled: true,
     heapTrimMs: 30_000,
     apInterface: DEFAULT_AP_INTERFACE,
+    proxyDir: '/run/openauto',
+    proxyVerifyMs: 10_000,
   };
 }
 

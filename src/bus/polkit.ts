@@ -9,6 +9,7 @@ export const ACTIONS = {
   applyConfig: 'org.openauto.system.apply-config',
   restartService: 'org.openauto.system.restart-service',
   claimProfile: 'org.openauto.system.claim-profile',
+  setProxyRoute: 'org.openauto.system.set-proxy-route',
 } as const;
 export type Action = (typeof ACTIONS)[keyof typeof ACTIONS];
 

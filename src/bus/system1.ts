@@ -4,10 +4,10 @@
 // stack, path or file content ever reaches a caller.
 import { readFileSync } from 'node:fs';
 import dbus from 'dbus-next';
-import { DBUS_ERROR_NAMES, toServiceError } from '../errors.js';
+import { DBUS_ERROR_NAMES, ServiceError, toServiceError } from '../errors.js';
 import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
-import type { Caller, SystemService } from '../service.js';
+import type { Caller, Json, ProxyReply, SystemService } from '../service.js';
 import { ALLOW_INTERACTIVE_AUTHORIZATION, type Bus, type DBusMessage } from './connection.js';
 import { type InterfaceSpec, interfaceElement, parseInterface, toXml2js } from './introspection.js';
 import { toVariantDict } from './variant.js';
@@ -42,7 +42,25 @@ function methodHandlers(service: SystemService): Record<string, Handler> {
     ReleaseProfile: async (ctx, uuid) => {
       await service.releaseProfile(String(uuid), dbusCaller(ctx));
     },
+    SetProxyRoute: async (ctx, active, host, port, user, password) => {
+      if (!service.setProxyRoute)
+        throw new ServiceError('InvalidArgs', 'the proxy route is not managed here');
+      const params = { active, host, port: Number(port), user, password };
+      return proxyDict(await service.setProxyRoute(params, dbusCaller(ctx)));
+    },
+    GetProxyStatus: async (_ctx, verify) => {
+      if (!service.getProxyStatus)
+        throw new ServiceError('InvalidArgs', 'the proxy route is not managed here');
+      return proxyDict(await service.getProxyStatus(verify === true));
+    },
   };
+}
+
+/** The proxy status as a{sv}: D-Bus has no null, so an absent error or check time is "". */
+function proxyDict(reply: ProxyReply) {
+  const flat: { [key: string]: Json } = { ...reply, checks: { ...reply.checks } };
+  for (const k of ['error_code', 'error', 'verified_at']) if (flat[k] === null) flat[k] = '';
+  return toVariantDict(flat);
 }
 
 function dbusCaller(ctx: CallContext): Caller {
@@ -110,6 +128,7 @@ export class System1Export {
     const propertyGetters: Record<string, () => unknown> = {
       Health: () => service.getHealth(),
       Version: () => version,
+      ProxyState: () => service.proxyStatus?.().state ?? 'disabled',
     };
     const properties: Record<string, { signature: string; access: typeof dbus.interface.ACCESS_READ }> = {};
     for (const p of spec.properties) {
@@ -157,5 +176,11 @@ export class System1Export {
     const emit = (this.iface as unknown as Record<string, (h: HealthMap) => void>).HealthChanged;
     emit?.call(this.iface, { ...health });
     dbus.interface.Interface.emitPropertiesChanged(this.iface, { Health: { ...health } }, []);
+  }
+
+  /** Emits PropertiesChanged(ProxyState). */
+  proxyChanged(state: string): void {
+    if (!this.iface) return;
+    dbus.interface.Interface.emitPropertiesChanged(this.iface, { ProxyState: state }, []);
   }
 }

@@ -2,6 +2,7 @@
 // openautoctl: a small command-line client of org.openauto.System1 over D-Bus, for people at a shell and for
 // scripts (--json). It needs nothing the daemon does not export to every local user, except apply/restart,
 // which polkit decides.
+import { readFileSync } from 'node:fs';
 import dbus from 'dbus-next';
 import { Bus } from '../bus/connection.js';
 
@@ -16,6 +17,12 @@ Commands:
   apply SECTION     apply wifi, network, bluetooth or time from config.yaml
   restart NAME      restart hostapd, networkd or bluetooth
   watch             print every HealthChanged until interrupted
+  proxy on HOST PORT [--user U] --password-file F
+                    route this machine's TCP traffic through the SOCKS5 proxy at HOST:PORT
+                    (the password is read from the first line of F, never from the command line)
+  proxy off         turn the proxy route off
+  proxy status [--verify]
+                    the proxy route's state (--verify: run the checks now)
 Options:
   --json            machine-readable output (one JSON document; one per line for watch)
   --help            this text
@@ -121,12 +128,71 @@ async function main(argv: string[]): Promise<number> {
         });
         return 0;
       }
+      case 'proxy':
+        return await proxy(args.slice(1), json, call);
       default:
         process.stderr.write(`openautoctl: unknown command '${cmd}'\n${USAGE}`);
         return 2;
     }
   } finally {
     bus.close();
+  }
+}
+
+type Call = (member: string, signature?: string, body?: unknown[]) => Promise<{ body: unknown[] }>;
+
+/** Prints a proxy status; exit status 0 unless the route failed (or a request was refused). */
+function printProxy(s: Record<string, unknown>, json: boolean): number {
+  if (json) console.log(JSON.stringify(s));
+  else {
+    const checks = s.checks as Record<string, boolean> | undefined;
+    console.log(`state      ${String(s.state)}`);
+    if (checks)
+      console.log(
+        `checks     ${Object.entries(checks)
+          .map(([k, v]) => `${k}=${v ? 'ok' : 'FAIL'}`)
+          .join(' ')}`,
+      );
+    if (s.error) console.log(`error      ${String(s.error)}`);
+    if (s.verified_at) console.log(`verified   ${String(s.verified_at)}`);
+  }
+  return s.ok === false ? 1 : 0;
+}
+
+async function proxy(args: string[], json: boolean, call: Call): Promise<number> {
+  const [sub, ...rest] = args;
+  const flag = (name: string): string | undefined => {
+    const i = rest.indexOf(name);
+    if (i === -1) return undefined;
+    const v = rest[i + 1];
+    if (v === undefined) throw new Error(`${name} needs a value`);
+    rest.splice(i, 2);
+    return v;
+  };
+  switch (sub) {
+    case 'on': {
+      const user = flag('--user') ?? 'oap';
+      const file = flag('--password-file');
+      if (!file) throw new Error('proxy on needs --password-file FILE');
+      const [host, portText, ...extra] = rest;
+      if (!host || !portText || extra.length > 0)
+        throw new Error('usage: proxy on HOST PORT [--user U] --password-file F');
+      if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new Error('PORT must be 1–65535');
+      const password = (readFileSync(file, 'utf8').split('\n')[0] ?? '').replace(/\r$/, '');
+      const r = await call('SetProxyRoute', 'bsqss', [true, host, Number(portText), user, password]);
+      return printProxy(plain(r.body[0]) as Record<string, unknown>, json);
+    }
+    case 'off': {
+      const r = await call('SetProxyRoute', 'bsqss', [false, '', 0, '', '']);
+      return printProxy(plain(r.body[0]) as Record<string, unknown>, json);
+    }
+    case 'status': {
+      const verify = rest.includes('--verify');
+      const r = await call('GetProxyStatus', 'b', [verify]);
+      return printProxy(plain(r.body[0]) as Record<string, unknown>, json);
+    }
+    default:
+      throw new Error('proxy needs on, off or status');
   }
 }
 

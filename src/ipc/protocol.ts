@@ -10,15 +10,18 @@
 // Methods and results: get_health → the health map; get_status → the GetStatus dump; apply_config
 // {section} → {"ok":true,"changed":…,"restarted":[…]}; restart_service {name} → {"ok":true,"name":<the name
 // as sent>}; ping → "pong"; subscribe → {"ok":true,"health":{<current map>}} and health_changed events from
-// then on; unsubscribe → {"ok":true}. Unknown members of a request or of params are ignored.
+// then on (and proxy_changed events with the proxy status); unsubscribe → {"ok":true}; set_proxy_route
+// {active, host, port, user, password, skip_interfaces?, skip_networks?} and get_proxy_status {verify?} → the
+// proxy status with "ok" (a refused request too, with ok false and the reason in "error"). Unknown members of a request or of params are ignored.
 //
 // The id is copied from the request text verbatim (so `1e999`, `123456789012345678901234567890` or a deeply
 // nested array come back exactly as sent). A request without an id, or a line that cannot be read as a JSON
 // object, is answered with `"id":null`.
 import { isUtf8 } from 'node:buffer';
-import { type ErrorCode, SOCKET_ERROR_CODES, toServiceError } from '../errors.js';
+import { type ErrorCode, ServiceError, SOCKET_ERROR_CODES, toServiceError } from '../errors.js';
 import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
+import type { ProxyStatus } from '../proxy/state.js';
 import type { Caller, Json, SystemService } from '../service.js';
 
 /** Every error code the socket can answer with, as the contract lists them. */
@@ -46,6 +49,8 @@ export const METHODS = [
   'ping',
   'subscribe',
   'unsubscribe',
+  'set_proxy_route',
+  'get_proxy_status',
 ] as const;
 export type Method = (typeof METHODS)[number];
 
@@ -75,6 +80,10 @@ export function eventLine(event: string, params: unknown): string {
 
 export function healthChangedLine(health: HealthMap): string {
   return eventLine('health_changed', health);
+}
+
+export function proxyChangedLine(status: ProxyStatus): string {
+  return eventLine('proxy_changed', status);
 }
 
 const METHOD_LIST = METHODS.join(', ');
@@ -153,6 +162,39 @@ function dispatch(
       return asyncCall(rawId, method, async () => {
         const r = await service.applyConfig(section, SOCKET_CALLER);
         return { ok: true, changed: r.changed, restarted: r.restarted };
+      });
+    }
+    case 'set_proxy_route':
+      // The shipping client reads only result.state and result.error (an error object would leave its state
+      // unchanged), so a refused request is a result too: ok false, the route's state as it stays, the reason.
+      return asyncCall(rawId, method, async () => {
+        if (!service.setProxyRoute)
+          throw new ServiceError('InvalidArgs', 'the proxy route is not managed here');
+        try {
+          return await service.setProxyRoute(p, SOCKET_CALLER);
+        } catch (err) {
+          const se = toServiceError(err);
+          if (se !== err) throw err;
+          log.debug('set_proxy_route refused', { METHOD: method, ERROR_CODE: se.code });
+          const now = service.proxyStatus?.();
+          return {
+            ...(now ?? { state: 'disabled', checks: { listener: false, iptables: false, upstream: false } }),
+            ok: false,
+            error_code: se.code === 'InvalidArgs' ? 'invalid_params' : 'refused',
+            error: se.message,
+            live_check: false,
+          };
+        }
+      });
+    case 'get_proxy_status': {
+      const verify = p.verify ?? false;
+      if (typeof verify !== 'boolean') {
+        return errorLine(rawId, 'INVALID_PARAMS', 'params.verify must be true or false');
+      }
+      return asyncCall(rawId, method, async () => {
+        if (!service.getProxyStatus)
+          throw new ServiceError('InvalidArgs', 'the proxy route is not managed here');
+        return service.getProxyStatus(verify);
       });
     }
     case 'restart_service': {

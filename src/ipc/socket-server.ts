@@ -27,8 +27,16 @@ import type { Socket } from 'node:net';
 import net from 'node:net';
 import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
+import type { ProxyStatus } from '../proxy/state.js';
 import type { SystemService } from '../service.js';
-import { errorLine, handleLine, healthChangedLine, isBlank, type Session } from './protocol.js';
+import {
+  errorLine,
+  handleLine,
+  healthChangedLine,
+  isBlank,
+  proxyChangedLine,
+  type Session,
+} from './protocol.js';
 import { type BoundPath, bindPath, listenOn, resolveGroupId, unlinkIfOurs } from './socket-file.js';
 
 export interface SocketServerOptions {
@@ -71,6 +79,7 @@ export class SocketServer {
   private readonly strays = new Set<Socket>();
   private nextId = 1;
   private readonly onHealthChanged = (health: HealthMap) => this.broadcastHealth(health);
+  private readonly onProxyChanged = (status: ProxyStatus) => this.broadcast(proxyChangedLine(status));
 
   constructor(
     private readonly service: SystemService,
@@ -118,6 +127,7 @@ export class SocketServer {
       throw err;
     }
     this.service.on('healthChanged', this.onHealthChanged);
+    this.service.on('proxyChanged', this.onProxyChanged);
     log.info('socket listening', {
       PATH: this.opts.path,
       ACTIVATED: this.opts.listenFd !== undefined,
@@ -131,6 +141,7 @@ export class SocketServer {
     if (!server) return;
     this.server = undefined;
     this.service.off('healthChanged', this.onHealthChanged);
+    this.service.off('proxyChanged', this.onProxyChanged);
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     if (this.bound) {
       await unlinkIfOurs(this.bound);
@@ -173,6 +184,10 @@ export class SocketServer {
       log.err('cannot serialise a health event', { ERROR: errText(err) });
       return;
     }
+    for (const c of this.connections) if (c.session.subscribed) c.send(line);
+  }
+
+  private broadcast(line: string): void {
     for (const c of this.connections) if (c.session.subscribed) c.send(line);
   }
 }

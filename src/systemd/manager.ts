@@ -201,6 +201,14 @@ export class SystemdManager {
     return this.runJob('RestartUnit', unit, timeoutMs);
   }
 
+  async startUnit(unit: string, timeoutMs = CALL_TIMEOUT_MS): Promise<JobResult> {
+    return this.runJob('StartUnit', unit, timeoutMs);
+  }
+
+  async stopUnit(unit: string, timeoutMs = CALL_TIMEOUT_MS): Promise<JobResult> {
+    return this.runJob('StopUnit', unit, timeoutMs);
+  }
+
   private async runJob(method: string, unit: string, timeoutMs: number): Promise<JobResult> {
     const deadline = Date.now() + timeoutMs;
     const reply = await this.managerCall(method, 'ss', [unit, 'replace'], timeoutMs);

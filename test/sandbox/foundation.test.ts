@@ -94,7 +94,7 @@ describe('sandbox foundation', { skip }, () => {
 
   it('polkitd is bus-activated and applies the shipped policy and rules', async () => {
     const actions = await sb.execOk(['pkaction']);
-    for (const a of ['apply-config', 'restart-service', 'claim-profile']) {
+    for (const a of ['apply-config', 'restart-service', 'claim-profile', 'set-proxy-route']) {
       assert.match(actions, new RegExp(`^org\\.openauto\\.system\\.${a}$`, 'm'));
     }
     assert.equal(await sb.unitState('polkit.service'), 'active');
@@ -137,6 +137,8 @@ describe('sandbox foundation', { skip }, () => {
       'file /usr/share/dbus-1/system-services/org.openauto.System.service',
       'file /usr/share/polkit-1/actions/org.openauto.system.policy',
       'file /usr/share/polkit-1/rules.d/50-openauto-system.rules',
+      'file /usr/lib/systemd/system/openauto-proxy.service',
+      'file /usr/lib/systemd/system/openauto-proxy-route.service',
       'link /usr/bin/openautoctl',
       'member openauto appuser',
       'unit openauto-system.service',
@@ -359,11 +361,12 @@ await check('unix socket in the runtime directory, group openauto', async () => 
   if (got !== 'pong\n') throw new Error('got ' + JSON.stringify(got));
   return (fs.statSync('/run/openauto-probe').mode & 0o777).toString(8);
 });
-await check('AF_INET is refused', async () => {
+// AF_INET is allowed (the proxy route's upstream check); IPv6 is not.
+await check('AF_INET6 is refused', async () => {
   await new Promise((res, rej) => {
     const srv = net.createServer();
     srv.once('error', (e) => res(e.code));
-    srv.listen(0, '127.0.0.1', () => { srv.close(); rej(new Error('listening on TCP was allowed')); });
+    srv.listen(0, '::1', () => { srv.close(); rej(new Error('listening on IPv6 was allowed')); });
   });
   return 'refused';
 });

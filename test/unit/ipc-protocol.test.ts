@@ -169,7 +169,7 @@ describe('socket conformance: every error code', () => {
 
   it('UNKNOWN_METHOD, including names that exist on every JS object', async () => {
     const msg =
-      'unknown method; the methods are get_health, get_status, apply_config, restart_service, ping, subscribe, unsubscribe';
+      'unknown method; the methods are get_health, get_status, apply_config, restart_service, ping, subscribe, unsubscribe, set_proxy_route, get_proxy_status';
     for (const m of [
       'reboot',
       '__proto__',
