@@ -9,9 +9,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # and polkit inside the sandbox. python3-dbusmock: the BlueZ stand-in. hostapd: config parsing by the hostapd
 # stand-in and the rendering tests. iproute2: the wlan0 veth pair. libsystemd-dev, build-essential,
 # pkg-config, python3: native modules (systemd-journald, usocket) built by npm ci. util-linux, passwd,
-# procps: unshare/nsenter/setpriv, useradd/groupadd, pgrep. tzdata: the zone database.
+# procps: unshare/nsenter/setpriv, useradd/groupadd, pgrep. tzdata: the zone database. dpkg-dev, lintian:
+# building the Debian package (dpkg-shlibdeps) and checking it (test/sandbox/deb.test.ts).
 PACKAGES=(systemd systemd-container dbus polkitd python3 python3-dbusmock hostapd iproute2
-  libsystemd-dev build-essential pkg-config util-linux passwd procps tzdata ca-certificates)
+  libsystemd-dev build-essential pkg-config util-linux passwd procps tzdata ca-certificates
+  dpkg-dev lintian)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -110,4 +110,5 @@ payload_install() {
   rm -rf "$R$PAYLOAD_PKG/node_modules"
   cp -r "$PAYLOAD_MODULES" "$R$PAYLOAD_PKG/node_modules"
   chmod -R u=rwX,go=rX "$R$PAYLOAD_PKG/node_modules"
+  find "$R$PAYLOAD_PKG/node_modules" -type f -exec chmod 0644 {} + # modules are loaded, never run
 }
