@@ -236,11 +236,13 @@ describe('the Debian package', { skip }, () => {
   });
 
   it('the same version again, then a newer one: restarted once each, and answering', async () => {
+    const startsFirst = await starts();
     await aptOk(['install', '-y', '--reinstall', `./${debName(VERSION)}`]);
     await active();
     await health();
     const pid = (await sb.execOk(['systemctl', 'show', '-P', 'MainPID', UNIT])).trim();
     const startsBefore = await starts();
+    assert.equal(startsBefore, startsFirst + 1, 'reinstalling restarts the daemon exactly once');
 
     await aptOk(['install', '-y', `./${debName(NEWER)}`]);
     await active();
