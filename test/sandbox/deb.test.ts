@@ -125,13 +125,17 @@ describe('the Debian package', { skip }, () => {
     await sb?.stop();
   });
 
-  it('lintian finds no errors and no warnings', () => {
-    const r = spawnSync('lintian', ['--fail-on', 'error,warning', join(REPO_ROOT, OUT, debName(VERSION))], {
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
+  it('lintian --pedantic finds no errors, warnings or pedantic notes', () => {
+    const r = spawnSync(
+      'lintian',
+      ['--pedantic', '--fail-on', 'error,warning,pedantic', join(REPO_ROOT, OUT, debName(VERSION))],
+      {
+        encoding: 'utf8',
+        timeout: 120_000,
+      },
+    );
     assert.equal(r.error, undefined, 'lintian is missing (scripts/deps.sh installs it)');
-    assert.doesNotMatch(r.stdout, /^[EW]: /m);
+    assert.doesNotMatch(r.stdout, /^[EWP]: /m);
     assert.equal(r.status, 0, r.stdout + r.stderr);
   });
 
@@ -157,6 +161,18 @@ describe('the Debian package', { skip }, () => {
     assert.match(
       await sb.readFile('/var/lib/openauto-system/app-user.env'),
       new RegExp(`^OPENAUTO_CONFIG=/home/${APP_USER}/\\.openauto/config\\.yaml$`, 'm'),
+    );
+    assert.equal(
+      (
+        await sb.execOk([
+          'stat',
+          '-c',
+          '%U %a',
+          '/var/lib/openauto-system',
+          '/var/lib/openauto-system/app-user.env',
+        ])
+      ).trim(),
+      'root 755\nroot 644',
     );
     assert.match(await sb.execOk(['openautoctl', 'apply', 'wifi'], { user: APP_USER }), /applied wifi/);
     assert.match(await sb.execOk(['openautoctl', 'apply', 'network'], { user: APP_USER }), /applied network/);
@@ -243,12 +259,16 @@ describe('the Debian package', { skip }, () => {
     const pid = (await sb.execOk(['systemctl', 'show', '-P', 'MainPID', UNIT])).trim();
     const startsBefore = await starts();
     assert.equal(startsBefore, startsFirst + 1, 'reinstalling restarts the daemon exactly once');
+    const socketSince = async () =>
+      (await sb.execOk(['systemctl', 'show', '-P', 'InvocationID', 'openauto-system.socket'])).trim();
+    const socketBefore = await socketSince();
 
     await aptOk(['install', '-y', `./${debName(NEWER)}`]);
     await active();
     assert.equal(await packageState(), 'installed');
     assert.equal(await starts(), startsBefore + 1, 'the upgrade restarts the daemon exactly once');
     assert.notEqual((await sb.execOk(['systemctl', 'show', '-P', 'MainPID', UNIT])).trim(), pid);
+    assert.equal(await socketSince(), socketBefore, 'the socket unit kept listening (not restarted)');
     const version = await sb.busctl(['get-property', BUS_NAME, OBJECT_PATH, INTERFACE, 'Version']);
     assert.equal(version.stdout.trim(), `s "${NEWER}"`);
     await health();
