@@ -34,10 +34,17 @@ const UNIT = 'openauto-system.service';
 const HOSTAPD_CONF = '/etc/hostapd/hostapd.conf';
 const NETWORK_FILE = '/etc/systemd/network/10-openauto-ap.network';
 
+// The package depends on Debian's nodejs >= 20 (NodeSource's here): apt cannot install it without one.
+// biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query syntax
+const VERSION_FORMAT = '-f=${Version}';
+const nodejsPackage = spawnSync('dpkg-query', ['-W', VERSION_FORMAT, 'nodejs'], { encoding: 'utf8' }).stdout;
 const skip =
   sandboxUnavailable() ??
   (daemonBuilt ? undefined : 'dist/bin/openauto-system.js is not built yet') ??
-  (existsSync('/usr/bin/dpkg-deb') ? undefined : 'dpkg-deb is missing');
+  (existsSync('/usr/bin/dpkg-deb') ? undefined : 'dpkg-deb is missing') ??
+  (Number.parseInt(nodejsPackage, 10) >= 20
+    ? undefined
+    : `the Debian package nodejs >= 20 is not installed (found: ${nodejsPackage || 'none'})`);
 
 // Every path of the system's trees with type, mode, owner, group and link target, and a hash of every file
 // under /etc (the group database, conffiles, unit links). Only the system's trees: the sandbox shares the
@@ -321,5 +328,22 @@ describe('the Debian package', { skip }, () => {
     await active();
     const un = await sb.exec(['bash', `${SRC}/scripts/uninstall.sh`], { timeoutMs: 60_000 });
     assert.equal(un.code, 0, un.stderr + un.stdout);
+  });
+
+  it('a group openauto that existed before stays on purge; the account the package added leaves it', async () => {
+    await sb.execOk(['groupadd', '--system', 'openauto']);
+    const before = await snapshot();
+    await aptOk(['install', '-y', `./${debName(VERSION)}`], { SUDO_USER: APP_USER });
+    await active();
+    assert.match(await sb.execOk(['getent', 'group', 'openauto']), new RegExp(`:${APP_USER}$`, 'm'));
+    await aptOk(['purge', '-y', 'openauto-system']);
+    const after = await snapshot();
+    const [b, a] = [new Set(before), new Set(after)];
+    assert.deepEqual(
+      { added: after.filter((l) => !b.has(l)), removed: before.filter((l) => !a.has(l)) },
+      { added: [], removed: [] },
+    );
+    assert.match(await sb.execOk(['getent', 'group', 'openauto']), /^openauto:x:\d+:$/m);
+    await sb.execOk(['groupdel', 'openauto']);
   });
 });
