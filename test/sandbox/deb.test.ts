@@ -268,6 +268,14 @@ describe('the Debian package', { skip }, () => {
     };
     const members = async () =>
       (await sb.execOk(['getent', 'group', 'openauto'])).trim().split(':')[3]?.split(',') ?? [];
+    // The administrator's file is read last, so an OPENAUTO_CONFIG set there wins over the package's.
+    const files = (await sb.execOk(['systemctl', 'show', '-P', 'EnvironmentFiles', UNIT]))
+      .split('\n')
+      .map((l) => l.split(' ')[0]);
+    assert.deepEqual(files.filter(Boolean), [
+      '/var/lib/openauto-system/app-user.env',
+      '/etc/default/openauto-system',
+    ]);
     await set(OTHER_USER);
     assert.deepEqual((await members()).sort(), [OTHER_USER]);
     assert.match(
