@@ -10,9 +10,10 @@
 //
 // Left out of the bundle: native addons (systemd-journald, usocket: loaded from node_modules at run time) and
 // x11 (an optional require of dbus-next's that is never taken on the system bus).
+import { writeFileSync } from 'node:fs';
 import { build } from 'esbuild';
 
-await build({
+const result = await build({
   entryPoints: {
     'openauto-system': 'dist/src/main.js',
     openautoctl: 'dist/src/ctl/openautoctl.js',
@@ -31,4 +32,7 @@ await build({
     js: "import { createRequire as __ccr } from 'node:module'; const require = __ccr(import.meta.url);",
   },
   logLevel: 'warning',
+  metafile: true,
 });
+// The files each bundle holds: scripts/deb.sh names the bundled packages and their licences from it.
+writeFileSync('dist/bundle-inputs.json', JSON.stringify(Object.keys(result.metafile.inputs).sort(), null, 1));

@@ -12,9 +12,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # procps: unshare/nsenter/setpriv, useradd/groupadd, pgrep. tzdata: the zone database. redsocks, nftables:
 # the proxy route's units; microsocks, curl: the phone's SOCKS5 server and the head unit's HTTP client in
 # the proxy route's sandbox tests. qt6-base-dev: the Qt client test (qdbusxml2cpp, moc, QtDBus, QtNetwork).
+# dpkg-dev, lintian: building the Debian package (dpkg-shlibdeps) and checking it (test/sandbox/deb.test.ts).
 PACKAGES=(systemd systemd-container dbus polkitd python3 python3-dbusmock hostapd iproute2
   libsystemd-dev build-essential pkg-config util-linux passwd procps tzdata ca-certificates
-  redsocks nftables microsocks curl qt6-base-dev)
+  redsocks nftables microsocks curl qt6-base-dev dpkg-dev lintian)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -52,6 +52,13 @@ fi
 ROOT=$(cd "$ROOT" && pwd -P)
 if [ "$ROOT" = / ]; then R=; else R=$ROOT; fi
 
+# A copy installed from the Debian package belongs to dpkg (apt upgrades and removes it): do not mix the two.
+pkg_state=$(dpkg-query --admindir="$R/var/lib/dpkg" -W -f='${db:Status-Status}' openauto-system 2>/dev/null) || true
+case ${pkg_state:-not-installed} in
+  not-installed) ;;
+  *) die "the Debian package openauto-system is installed in ${ROOT} (state: $pkg_state): upgrade it with apt, or remove it first (apt purge openauto-system)" ;;
+esac
+
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 PKG=/usr/lib/openauto-system
 UNIT=openauto-system.service
@@ -94,33 +101,6 @@ if [ "$BUILD" = 1 ]; then
 fi
 [ -f dist/bin/openauto-system.js ] || note "WARNING: dist/bin/openauto-system.js is missing: the service will not start until it is built"
 
-# Production-only node_modules, staged once per lockfile state (cached under dist/, which is build output).
-# Each state gets its own directory, created under a lock and renamed into place, never changed afterwards:
-# concurrent installs (parallel sandboxes) can share it.
-STAGE_BASE=$SRC/dist/.install-stage
-stamp=$( { cat package-lock.json; cat node_modules/.package-lock.json 2>/dev/null || true; } | sha256sum | cut -c1-16)
-STAGE=$STAGE_BASE/$stamp
-if [ ! -d "$STAGE/node_modules" ]; then
-  [ -d node_modules ] || die "node_modules is missing: run npm ci (or drop --no-build)"
-  mkdir -p "$STAGE_BASE"
-  exec 9>"$STAGE_BASE/.lock"
-  flock 9
-  if [ ! -d "$STAGE/node_modules" ]; then
-    note "staging production node_modules"
-    tmp=$(mktemp -d "$STAGE_BASE/.tmp.XXXXXX")
-    cp -a package.json package-lock.json node_modules "$tmp/"
-    (cd "$tmp" && npm prune --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
-    # Not needed at run time: type declarations, TypeScript sources, source maps, documentation.
-    find "$tmp/node_modules" -type f \( -name '*.ts' -o -name '*.cts' -o -name '*.mts' -o -name '*.map' \
-      -o -name '*.md' -o -name '*.markdown' \) -delete
-    # Older states are of no use any more.
-    find "$STAGE_BASE" -mindepth 1 -maxdepth 1 -type d ! -name "$(basename "$tmp")" -exec rm -rf {} +
-    mv "$tmp" "$STAGE"
-  fi
-  flock -u 9
-  exec 9>&-
-fi
-
 # ---- manifest ------------------------------------------------------------------------------------------
 # One entry per line: "file PATH", "link PATH", "dir PATH", "group NAME", "member GROUP USER",
 # "etc-default PATH", "unit NAME". PATH is as seen on the target system. A reinstall keeps the old entries
@@ -148,44 +128,22 @@ mkdirs() {
     record dir "${missing[$i]}"
   done
 }
-put() { # put MODE SRC DEST
-  mkdirs "$(dirname "$3")"
-  install -m "$1" "$2" "$R$3"
-  record file "$3"
-}
 
 # ---- package payload -----------------------------------------------------------------------------------
+# Every installed file comes from packaging/files (scripts/payload.sh), the list the Debian package uses too.
+# shellcheck source=scripts/payload.sh
+source "$SRC/scripts/payload.sh"
+payload_mkdir() { mkdirs "$1"; }
+payload_record() { # the package directory is recorded once, as a tree
+  case $2 in "$PKG" | "$PKG"/*) ;; *) record "$1" "$2" ;; esac
+}
 note "installing to ${ROOT}"
 mkdirs "$PKG"
 # Replace the payload wholesale so files removed upstream do not linger.
 rm -rf "${R}${PKG:?}/dist" "$R$PKG/node_modules" "$R$PKG/templates" "$R$PKG/dbus"
-mkdir -p "$R$PKG/dist"
-# The programs are the two bundles in dist/bin (scripts/bundle.mjs); dist/src, dist/test and dist/bench are
-# build intermediates and stay behind.
-[ -d dist/bin ] && cp -a --no-preserve=ownership dist/bin "$R$PKG/dist/bin"
-cp -a --no-preserve=ownership "$STAGE/node_modules" "$R$PKG/node_modules"
-if [ -d templates ]; then
-  cp -a --no-preserve=ownership templates "$R$PKG/templates"
-else
-  note "WARNING: templates/ is missing"
-fi
-if [ -f dbus/org.openauto.System1.xml ]; then
-  install -D -m 0644 dbus/org.openauto.System1.xml "$R$PKG/dbus/org.openauto.System1.xml"
-else
-  note "WARNING: dbus/org.openauto.System1.xml is missing"
-fi
-install -m 0644 package.json "$R$PKG/package.json"
-chmod -R u=rwX,go=rX "$R$PKG"
-for f in dist/bin/openauto-system.js dist/bin/openautoctl.js; do
-  [ -f "$R$PKG/$f" ] && chmod 0755 "$R$PKG/$f"
-done
+payload_install "$R"
 record tree "$PKG"
-
-mkdirs /usr/bin
-for pair in "openauto-system:dist/bin/openauto-system.js" "openautoctl:dist/bin/openautoctl.js"; do
-  ln -sfn "$PKG/${pair#*:}" "$R/usr/bin/${pair%%:*}"
-  record link "/usr/bin/${pair%%:*}"
-done
+mapfile -t UNITS < <(payload_units)
 
 # ---- system integration --------------------------------------------------------------------------------
 # The unit's node flags are V8's memory settings (see the unit); V8 flags are not a stable interface, so a
@@ -202,23 +160,13 @@ for f in "${flags[@]}"; do
     kept+=("$f")
   fi
 done
-unit_tmp=$(mktemp)
 mdwe=yes
 case " ${kept[*]} " in *" --jitless "*) ;; *) mdwe=no ;; esac # V8 with a JIT aborts under it
-sed -e "s#^ExecStart=/usr/bin/node .*#ExecStart=$NODE_BIN ${kept[*]} $script#" \
-  -e "s#^MemoryDenyWriteExecute=yes#MemoryDenyWriteExecute=$mdwe#" systemd/$UNIT >"$unit_tmp"
-put 0644 "$unit_tmp" /usr/lib/systemd/system/$UNIT
-rm -f "$unit_tmp"
-put 0644 systemd/$SOCKET_UNIT /usr/lib/systemd/system/$SOCKET_UNIT
-# The proxy route's units (started only by the daemon; they need Debian's redsocks and nftables).
-put 0644 systemd/openauto-proxy.service /usr/lib/systemd/system/openauto-proxy.service
-put 0644 systemd/openauto-proxy-route.service /usr/lib/systemd/system/openauto-proxy-route.service
+sed -i -e "s#^ExecStart=/usr/bin/node .*#ExecStart=$NODE_BIN ${kept[*]} $script#" \
+  -e "s#^MemoryDenyWriteExecute=yes#MemoryDenyWriteExecute=$mdwe#" "$R/usr/lib/systemd/system/$UNIT"
+# The proxy route's units need Debian's redsocks and nftables (the package depends on them).
 [ -x "$R/usr/sbin/redsocks" ] && [ -x "$R/usr/sbin/nft" ] ||
   note "WARNING: redsocks or nft is missing: the proxy route will fail until both are installed (apt-get install redsocks nftables)"
-put 0644 dbus/org.openauto.System.conf /usr/share/dbus-1/system.d/org.openauto.System.conf
-put 0644 dbus/org.openauto.System.service /usr/share/dbus-1/system-services/org.openauto.System.service
-put 0644 polkit/org.openauto.system.policy /usr/share/polkit-1/actions/org.openauto.system.policy
-put 0644 polkit/50-openauto-system.rules /usr/share/polkit-1/rules.d/50-openauto-system.rules
 
 # ---- group and app user --------------------------------------------------------------------------------
 passwd_entry() { # passwd_entry USER -> the passwd line, from the target system
@@ -294,13 +242,12 @@ absent=()
 for d in "${wants_dirs[@]}"; do [ -d "$R$d" ] || absent+=("$d"); done
 if [ "$LIVE" = 1 ]; then
   if [ "$RELOAD" = 1 ]; then systemctl daemon-reload; fi
-  systemctl enable --quiet "$UNIT" "$SOCKET_UNIT"
+  systemctl enable --quiet "${UNITS[@]}"
 else
-  systemctl --root="$ROOT" enable --quiet "$UNIT" "$SOCKET_UNIT"
+  systemctl --root="$ROOT" enable --quiet "${UNITS[@]}"
 fi
 for d in "${absent[@]}"; do [ -d "$R$d" ] && record dir "$d"; done
-record unit "$UNIT"
-record unit "$SOCKET_UNIT"
+for u in "${UNITS[@]}"; do record unit "$u"; done
 
 # Write the manifest before touching the running system, so a failed restart can still be uninstalled.
 {

@@ -25,6 +25,8 @@
 # Environment for "start":
 #   SANDBOX_DAEMON_ENV    "K=V K2=V2": extra lines for /etc/default/openauto-system (daemon timings...)
 #   SANDBOX_NO_DAEMON=1   do not start openauto-system.service at boot (it stays installed)
+#   SANDBOX_NO_INSTALL=1  do not install openauto-system at all (to install it some other way, e.g. the .deb);
+#                         SANDBOX_DAEMON_ENV is then ignored and hostapd.conf stays in group root
 #   SANDBOX_BOOT_TIMEOUT  seconds to wait for the boot (default 60)
 #   SANDBOX_OWNER_PID     the sandbox belongs to this process: a later "start" stops it once the process is gone
 #
@@ -148,9 +150,11 @@ EOF
   chmod 0700 "$cfgdir"
 
   # The daemon, installed the way a device gets it.
-  bash "$SRC/scripts/install.sh" --root "$M" --user "$APP_USER" --no-build >"$STATE_BASE/$NAME/install.log" 2>&1 ||
-    { cat "$STATE_BASE/$NAME/install.log" >&2; die "install.sh failed"; }
-  if [ -n "${SANDBOX_DAEMON_ENV:-}" ]; then
+  if [ "${SANDBOX_NO_INSTALL:-0}" != 1 ]; then
+    bash "$SRC/scripts/install.sh" --root "$M" --user "$APP_USER" --no-build >"$STATE_BASE/$NAME/install.log" 2>&1 ||
+      { cat "$STATE_BASE/$NAME/install.log" >&2; die "install.sh failed"; }
+  fi
+  if [ -n "${SANDBOX_DAEMON_ENV:-}" ] && [ "${SANDBOX_NO_INSTALL:-0}" != 1 ]; then
     local kv
     for kv in $SANDBOX_DAEMON_ENV; do echo "$kv" >>"$M/etc/default/openauto-system"; done
   fi
@@ -176,7 +180,7 @@ wpa_key_mgmt=WPA-PSK
 rsn_pairwise=CCMP
 wpa_passphrase=q7GkL2xPz9RbT4mW
 EOF
-  chgrp "$gid" "$M/etc/hostapd/hostapd.conf"
+  [ -z "$gid" ] || chgrp "$gid" "$M/etc/hostapd/hostapd.conf"
   put "$M/etc/systemd/network/10-openauto-ap.network" 0644 <<'EOF'
 [Match]
 Name=wlan0

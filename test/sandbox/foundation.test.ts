@@ -376,7 +376,9 @@ await check('native module systemd-journald logs', () => {
   new Journald({ syslog_identifier: 'openauto-probe' }).info('probe via journald', { PROBE_FIELD: 'yes' });
   return 'ok';
 });
-const dbus = require('dbus-next');
+// dbus-next lives inside the installed bundle, not on its own: the checkout's copy (bound in read-only), the
+// same code; the native modules above are the installed ones.
+const dbus = createRequire('/usr/src/openauto-system/package.json')('dbus-next');
 const bus = dbus.systemBus();
 const call = (destination, path, iface, member, signature, body) =>
   Promise.race([

@@ -49,6 +49,8 @@ export interface StartOptions {
   env?: Record<string, string | number | boolean>;
   /** false: install the daemon but do not start it at boot (default true). */
   daemon?: boolean;
+  /** false: do not install the daemon at all (it is installed some other way, e.g. the .deb); default true. */
+  install?: boolean;
   /** Boot timeout (default 60 s). */
   bootTimeoutMs?: number;
 }
@@ -177,6 +179,7 @@ export class Sandbox {
     });
     env.SANDBOX_DAEMON_ENV = pairs.join(' ');
     if (opts.daemon === false) env.SANDBOX_NO_DAEMON = '1';
+    if (opts.install === false) env.SANDBOX_NO_INSTALL = '1';
     const timeoutMs = opts.bootTimeoutMs ?? 60_000;
     env.SANDBOX_BOOT_TIMEOUT = String(Math.ceil(timeoutMs / 1000));
     // A crashed (SIGKILLed) test file cannot stop its containers; the next start collects them.

@@ -20,7 +20,8 @@ const LIB = '/usr/local/lib/openauto-sandbox';
 // HealthChanged with the time it arrived (CLOCK_REALTIME, same clock as the host and systemd's timestamps).
 const WATCHER = `
 import { createRequire } from 'node:module';
-const require = createRequire('/usr/lib/openauto-system/package.json');
+// dbus-next lives inside the installed bundle, not on its own: the checkout's copy (bound in read-only).
+const require = createRequire('/usr/src/openauto-system/package.json');
 const dbus = require('dbus-next');
 const now = () => performance.timeOrigin + performance.now();
 const bus = dbus.systemBus();
