@@ -72,6 +72,14 @@ payload_stage_modules() {
   ) 9>"$base/.lock"
 }
 
+# payload_put MODE SRC DEST: the new file gets its name by rename only. polkitd, dbus-daemon and systemd
+# watch these directories on a live system; a file rewritten in place can be read half written (polkitd
+# then runs without our rules until the next change).
+payload_put() {
+  install -m "$1" "$2" "$3.payload-new"
+  mv -f "$3.payload-new" "$3"
+}
+
 payload_install() {
   PAYLOAD_ROOT=$1
   local R=$1 kind a b mode
@@ -84,11 +92,11 @@ payload_install() {
     esac
     case $kind in
       unit)
-        install -m 0644 "$PAYLOAD_SRC/$a" "$R$b"
+        payload_put 0644 "$PAYLOAD_SRC/$a" "$R$b"
         payload_record file "$b" ;;
       file)
         [ -f "$PAYLOAD_SRC/$a" ] || { echo "payload: $a is missing (not built?)" >&2; return 1; }
-        install -m "$mode" "$PAYLOAD_SRC/$a" "$R$b"
+        payload_put "$mode" "$PAYLOAD_SRC/$a" "$R$b"
         payload_record file "$b" ;;
       tree)
         # Replaced whole, so files removed upstream do not linger.
