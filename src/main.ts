@@ -144,7 +144,7 @@ async function run(settings: Settings): Promise<void> {
       summary: () => applier.appliedSummary(),
     },
   });
-  const face = new System1Export(bus, daemon, version, settings.interfaceXml, profiles);
+  const face = new System1Export(bus, daemon, version, settings.interfaceXml, profiles, authorizer);
   face.export();
   profiles.export();
   daemon.on('healthChanged', (h) => face.healthChanged(h));
