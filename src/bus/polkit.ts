@@ -35,7 +35,7 @@ export const DEFAULT_AUTHORIZER_LIMITS: AuthorizerLimits = {
   global: 16,
   perUid: 4,
   perSender: 2,
-  ratePerUid: 10,
+  ratePerUid: 5,
 };
 
 /** What a caller over a limit is told (D-Bus error org.openauto.System1.Error.Busy). */
