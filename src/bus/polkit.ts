@@ -26,16 +26,19 @@ export interface AuthorizerLimits {
   perUid: number;
   /** ... in flight for one bus connection. */
   perSender: number;
-  /** Checks one Unix user may start per second (a token bucket of this size, refilled continuously): keeps
-   * a flood from spending polkitd's CPU. */
-  ratePerUid: number;
+  /** Denials one Unix user may collect per second, after a burst of `deniedBurst` (a token bucket, refilled
+   * continuously; only checks polkit denied take a token, so an authorized caller is never slowed): keeps
+   * a flood of refused calls from spending polkitd's CPU. */
+  deniedPerSecond: number;
+  deniedBurst: number;
 }
 
 export const DEFAULT_AUTHORIZER_LIMITS: AuthorizerLimits = {
   global: 16,
   perUid: 4,
   perSender: 2,
-  ratePerUid: 5,
+  deniedPerSecond: 5,
+  deniedBurst: 20,
 };
 
 /** What a caller over a limit is told (D-Bus error org.openauto.System1.Error.Busy). */
@@ -100,6 +103,9 @@ export class Authorizer {
     this.perSender.set(sender, (this.perSender.get(sender) ?? 0) + 1);
     try {
       await this.ask(sender, uid, action, interactive);
+    } catch (err) {
+      st.tokens -= 1;
+      throw err;
     } finally {
       st.inFlight--;
       this.inFlight--;
@@ -146,9 +152,7 @@ export class Authorizer {
   /** Takes a place for one check, or throws Busy (logged, rate-limited) when the caller is over a limit. */
   private admit(sender: string, uid: number, action: Action): UidState {
     if (this.over(sender, uid, action) !== undefined) throw new ServiceError('Busy', BUSY_MESSAGE);
-    const st = this.perUid.get(uid) as UidState;
-    st.tokens -= 1;
-    return st;
+    return this.perUid.get(uid) as UidState;
   }
 
   /** Which limit a check for this caller would exceed now (the refusal is counted and logged), if any. */
@@ -159,17 +163,17 @@ export class Authorizer {
       if (this.perUid.size >= UID_CACHE_SIZE) {
         for (const [k, v] of this.perUid) if (v.inFlight === 0) this.perUid.delete(k);
       }
-      st = { inFlight: 0, tokens: this.limits.ratePerUid, refilledAt: now, refused: 0, loggedAt: -Infinity };
+      st = { inFlight: 0, tokens: this.limits.deniedBurst, refilledAt: now, refused: 0, loggedAt: -Infinity };
       this.perUid.set(uid, st);
     }
-    const rate = this.limits.ratePerUid;
-    st.tokens = Math.min(rate, st.tokens + ((now - st.refilledAt) / 1000) * rate);
+    const rate = this.limits.deniedPerSecond;
+    st.tokens = Math.min(this.limits.deniedBurst, st.tokens + ((now - st.refilledAt) / 1000) * rate);
     st.refilledAt = now;
     let over: string | undefined;
     if (this.inFlight >= this.limits.global) over = 'global';
     else if (st.inFlight >= this.limits.perUid) over = 'per-user';
     else if ((this.perSender.get(sender) ?? 0) >= this.limits.perSender) over = 'per-connection';
-    else if (st.tokens < 1) over = 'per-user rate';
+    else if (st.tokens < 1) over = 'per-user denial rate';
     if (over === undefined) return undefined;
     st.refused++;
     if (now - st.loggedAt >= REFUSAL_LOG_MS) {

@@ -16,6 +16,8 @@ import { ServiceError } from '../../src/errors.js';
 class FakeBus {
   readonly polkitCalls: { sender: string; resolve: () => void }[] = [];
   uidCalls = 0;
+  /** polkit's decision (default: not authorized). */
+  answer: () => boolean = () => false;
   constructor(private readonly uids: Record<string, number>) {}
   async unixUser(name: string): Promise<number> {
     this.uidCalls++;
@@ -28,7 +30,7 @@ class FakeBus {
     return new Promise((resolve) => {
       this.polkitCalls.push({
         sender,
-        resolve: () => resolve({ body: [[false, false, {}]] } as unknown as DBusMessage),
+        resolve: () => resolve({ body: [[this.answer(), false, {}]] } as unknown as DBusMessage),
       });
     });
   }
@@ -48,7 +50,13 @@ async function outcome(p: Promise<void>): Promise<string> {
 describe('authorizer admission limits', () => {
   it('a connection over its in-flight limit gets Busy at once, and polkit is not asked', async () => {
     const bus = new FakeBus({ ':1.1': 1000 });
-    const a = new Authorizer(bus as unknown as Bus, { perSender: 2, perUid: 4, global: 16, ratePerUid: 100 });
+    const a = new Authorizer(bus as unknown as Bus, {
+      perSender: 2,
+      perUid: 4,
+      global: 16,
+      deniedPerSecond: 100,
+      deniedBurst: 100,
+    });
     const first = [1, 2].map(() => outcome(a.check(':1.1', ACTIONS.restartService, false)));
     await tick();
     assert.equal(await outcome(a.check(':1.1', ACTIONS.restartService, false)), 'Busy');
@@ -65,7 +73,13 @@ describe('authorizer admission limits', () => {
     const uids: Record<string, number> = { ':1.50': 1001 };
     for (let i = 0; i < 10; i++) uids[`:1.${i}`] = 1000;
     const bus = new FakeBus(uids);
-    const a = new Authorizer(bus as unknown as Bus, { perSender: 2, perUid: 4, global: 16, ratePerUid: 100 });
+    const a = new Authorizer(bus as unknown as Bus, {
+      perSender: 2,
+      perUid: 4,
+      global: 16,
+      deniedPerSecond: 100,
+      deniedBurst: 100,
+    });
     const flood = Array.from({ length: 10 }, (_, i) =>
       outcome(a.check(`:1.${i}`, ACTIONS.restartService, false)),
     );
@@ -84,7 +98,13 @@ describe('authorizer admission limits', () => {
     const uids: Record<string, number> = {};
     for (let i = 0; i < 8; i++) uids[`:1.${i}`] = 1000 + i;
     const bus = new FakeBus(uids);
-    const a = new Authorizer(bus as unknown as Bus, { perSender: 2, perUid: 4, global: 5, ratePerUid: 100 });
+    const a = new Authorizer(bus as unknown as Bus, {
+      perSender: 2,
+      perUid: 4,
+      global: 5,
+      deniedPerSecond: 100,
+      deniedBurst: 100,
+    });
     const all = Array.from({ length: 8 }, (_, i) =>
       outcome(a.check(`:1.${i}`, ACTIONS.restartService, false)),
     );
@@ -94,30 +114,42 @@ describe('authorizer admission limits', () => {
     assert.equal((await Promise.all(all)).filter((r) => r === 'Busy').length, 3);
   });
 
-  it('a user gets at most ratePerUid checks a second; the bucket refills with time', async () => {
+  it('a user collects at most deniedBurst denials, then deniedPerSecond; granted checks take nothing', async () => {
     let now = 0;
+    let grant = false;
     const bus = new FakeBus({ ':1.1': 1000 });
     const a = new Authorizer(
       bus as unknown as Bus,
-      { perSender: 100, perUid: 100, global: 100, ratePerUid: 3 },
+      { perSender: 100, perUid: 100, global: 100, deniedPerSecond: 2, deniedBurst: 3 },
       () => now,
     );
+    bus.answer = () => grant;
     const run = async () => {
       const p = outcome(a.check(':1.1', ACTIONS.restartService, false));
       await tick();
       for (const c of bus.polkitCalls.splice(0)) c.resolve();
       return p;
     };
+    grant = true;
+    for (let i = 0; i < 10; i++) assert.equal(await run(), 'ok');
+    grant = false;
     const got: string[] = [];
     for (let i = 0; i < 5; i++) got.push(await run());
     assert.deepEqual(got, ['AccessDenied', 'AccessDenied', 'AccessDenied', 'Busy', 'Busy']);
+    assert.equal(bus.polkitCalls.length, 0);
     now += 1000;
-    assert.equal(await run(), 'AccessDenied');
+    assert.deepEqual([await run(), await run(), await run()], ['AccessDenied', 'AccessDenied', 'Busy']);
   });
 
   it('root is never limited and polkit is never asked for it', async () => {
     const bus = new FakeBus({ ':1.0': 0 });
-    const a = new Authorizer(bus as unknown as Bus, { perSender: 1, perUid: 1, global: 1, ratePerUid: 1 });
+    const a = new Authorizer(bus as unknown as Bus, {
+      perSender: 1,
+      perUid: 1,
+      global: 1,
+      deniedPerSecond: 1,
+      deniedBurst: 1,
+    });
     const r = await Promise.all(
       Array.from({ length: 20 }, () => outcome(a.check(':1.0', ACTIONS.applyConfig, false))),
     );
