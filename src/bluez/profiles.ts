@@ -193,6 +193,8 @@ export class BluezProfiles implements ProfileClaimService {
   private owner: string | undefined;
   /** Bumped by every org.bluez NameOwnerChanged: a GetNameOwner answer older than a signal is stale. */
   private ownerEpoch = 0;
+  /** Date.now() − clock.now(), as status() last settled it. */
+  private wallOffset: number | undefined;
   private started = false;
   private stopped = false;
   private setupTimer: unknown;
@@ -279,10 +281,13 @@ export class BluezProfiles implements ProfileClaimService {
 
   /** The GetStatus "profiles" section: per profile, registration, last error and claim. */
   status(): { [key: string]: Json } {
-    const mono = this.clock.now();
-    const wall = Date.now();
+    // The clocks' offset is kept while it holds within a second: read anew each call, it would move every
+    // time by a millisecond now and then, and GetStatus's answer is cached only while its content is the same.
+    const offset = Date.now() - this.clock.now();
+    if (this.wallOffset === undefined || Math.abs(offset - this.wallOffset) > 1000) this.wallOffset = offset;
+    const wallOffset = this.wallOffset;
     const iso = (t: number | undefined): Json =>
-      t === undefined ? null : new Date(wall - (mono - t)).toISOString();
+      t === undefined ? null : new Date(wallOffset + t).toISOString();
     const out: { [key: string]: Json } = {};
     for (const e of this.entries) {
       const v = e.machine.view();
