@@ -4,7 +4,9 @@
 //   node /usr/src/openauto-system/dist/bench/flood-agent.js probe '{"intervalMs":50,"seconds":20}'
 // flood: calls METHOD at RATE per second for SECONDS without waiting for answers (open loop, as an attacker
 // would), each call bounded at 30 s; prints {sent, answered, errors: {NAME: n}, unanswered}.
-// probe: GetHealth every INTERVAL ms, one at a time, each bounded at 10 s; prints {latenciesMs, failures}.
+// probe: GetHealth every INTERVAL ms, one at a time, each bounded at 10 s, each followed by the bus daemon's
+// own GetId (the same trip without our daemon: what the load does to the bus and the machine alone); prints
+// {latenciesMs, busLatenciesMs, failures}.
 // The last line on stdout is the JSON result; nothing else is printed there.
 import dbus from 'dbus-next';
 
@@ -67,6 +69,7 @@ async function flood(bus: dbus.MessageBus, o: { method: string; rate: number; se
 
 async function probe(bus: dbus.MessageBus, o: { intervalMs: number; seconds: number }) {
   const latenciesMs: number[] = [];
+  const busLatenciesMs: number[] = [];
   let failures = 0;
   const end = performance.now() + o.seconds * 1000;
   while (performance.now() < end) {
@@ -78,10 +81,19 @@ async function probe(bus: dbus.MessageBus, o: { intervalMs: number; seconds: num
     } catch {
       failures++;
     }
+    const tb = performance.now();
+    const getId = new dbus.Message({
+      destination: 'org.freedesktop.DBus',
+      path: '/org/freedesktop/DBus',
+      interface: 'org.freedesktop.DBus',
+      member: 'GetId',
+    });
+    if ((await bounded(bus.call(getId), 10_000).catch(() => 'timeout')) !== 'timeout')
+      busLatenciesMs.push(performance.now() - tb);
     const left = o.intervalMs - (performance.now() - t);
     if (left > 0) await sleep(left);
   }
-  return { latenciesMs, failures };
+  return { latenciesMs, busLatenciesMs, failures };
 }
 
 async function main(): Promise<void> {

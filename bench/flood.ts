@@ -34,6 +34,7 @@ interface FloodResult {
 }
 interface ProbeResult {
   latenciesMs: number[];
+  busLatenciesMs: number[];
   failures: number;
 }
 
@@ -138,6 +139,8 @@ async function main(): Promise<number> {
 
     const q = summary(quiet.latenciesMs);
     const f = summary(loud.latenciesMs);
+    const qb = summary(quiet.busLatenciesMs);
+    const fb = summary(loud.busLatenciesMs);
     const p99Target = 2 * q.p99 + 20;
     const errors: Record<string, number> = {};
     for (const r of results)
@@ -147,6 +150,8 @@ async function main(): Promise<number> {
       ['', 'n', 'median', 'p99', 'max', 'failed'],
       ['quiet', q.n, round(q.median, 2), round(q.p99, 2), round(q.max, 1), quiet.failures],
       ['under the flood', f.n, round(f.median, 2), round(f.p99, 2), round(f.max, 1), loud.failures],
+      ['bus GetId (no daemon), quiet', qb.n, round(qb.median, 2), round(qb.p99, 2), round(qb.max, 1), ''],
+      ['bus GetId, under the flood', fb.n, round(fb.median, 2), round(fb.p99, 2), round(fb.max, 1), ''],
     ]);
     const sent = results.reduce((a, r) => a + r.sent, 0);
     console.log(
@@ -170,8 +175,16 @@ async function main(): Promise<number> {
     const file = writeResult('flood', {
       settings: { seconds, quietSeconds, restartRate, statusRate, probeIntervalMs: PROBE_INTERVAL_MS },
       load: `4 stranger processes: 2 × RestartService at ${restartRate}/s, 2 × GetStatus at ${statusRate}/s, ${seconds} s`,
-      quiet: { ...q, failures: quiet.failures, recoveryMs: quietRecoveryMs },
-      flood: { ...f, failures: loud.failures, recoveryMs: floodRecoveryMs, sent, errors, cpuShare },
+      quiet: { ...q, failures: quiet.failures, recoveryMs: quietRecoveryMs, busGetId: qb },
+      flood: {
+        ...f,
+        failures: loud.failures,
+        recoveryMs: floodRecoveryMs,
+        sent,
+        errors,
+        cpuShare,
+        busGetId: fb,
+      },
       ratioP99: f.p99 / q.p99,
       p99TargetMs: p99Target,
       failedCalls: failedCalls.length,

@@ -201,6 +201,11 @@ section('flood', (fl) => {
     '0',
     fl.met.noFailedCalls,
   );
+  if (fl.quiet.busGetId)
+    add(
+      "… reference: the bus daemon's own GetId p99 from the same client, quiet / under the flood",
+      `${n1(fl.quiet.busGetId.p99)} / ${n1(fl.flood.busGetId.p99)} ms`,
+    );
   add('… daemon CPU during the flood', `${n0(fl.flood.cpuShare * 100)}% of a core`);
 });
 
