@@ -26,7 +26,7 @@ class FakeBus {
     return uid;
   }
   call(spec: CallSpec): Promise<DBusMessage> {
-    const sender = String((spec.body?.[0] as [string, { name: { value: string } }])[1].name.value);
+    const sender = String(((spec.body ?? [])[0] as [string, { name: { value: string } }])[1].name.value);
     return new Promise((resolve) => {
       this.polkitCalls.push({
         sender,
