@@ -179,6 +179,36 @@ section('chaos', (chaos) => {
   );
 });
 
+section('flood', (fl) => {
+  note('flood', fl);
+  const s = fl.settings;
+  const load = `flood from \`stranger\` (2 × RestartService ${s.restartRate}/s, 2 × GetStatus ${s.statusRate}/s, ${s.seconds} s)`;
+  add(
+    `${load}: appuser's GetHealth p99, quiet / under the flood (median)`,
+    `${n1(fl.quiet.p99)} / ${n1(fl.flood.p99)} ms (${n2(fl.quiet.median)} / ${n2(fl.flood.median)}); ${n2(fl.ratioP99)}×`,
+    '≤ 2 × quiet p99 + 20 ms',
+    fl.met.getHealthP99,
+  );
+  add(
+    '… kill → hostapd active again, quiet / under the flood',
+    `${n0(fl.quiet.recoveryMs)} / ${n0(fl.flood.recoveryMs)} ms`,
+    '< 2 s',
+    fl.met.recovery,
+  );
+  add(
+    '… warnings or errors the daemon logged (failed monitor calls)',
+    `${fl.failedCalls}`,
+    '0',
+    fl.met.noFailedCalls,
+  );
+  if (fl.quiet.busGetId)
+    add(
+      "… reference: the bus daemon's own GetId p99 from the same client, quiet / under the flood",
+      `${n1(fl.quiet.busGetId.p99)} / ${n1(fl.flood.busGetId.p99)} ms`,
+    );
+  add('… daemon CPU during the flood', `${n0(fl.flood.cpuShare * 100)}% of a core`);
+});
+
 const out = [
   '| figure | measured | target | |',
   '|---|---|---|---|',

@@ -174,7 +174,7 @@ async function run(settings: Settings): Promise<void> {
       summary: () => applier.appliedSummary(),
     },
   });
-  const face = new System1Export(bus, daemon, version, settings.interfaceXml);
+  const face = new System1Export(bus, daemon, version, settings.interfaceXml, authorizer);
   face.export();
   profiles.export();
   daemon.on('healthChanged', (h) => face.healthChanged(h));

@@ -56,6 +56,8 @@ export class BluezProfiles {
   private owner: string | undefined;
   /** Bumped by every org.bluez NameOwnerChanged: a GetNameOwner answer older than a signal is stale. */
   private ownerEpoch = 0;
+  /** Date.now() − clock.now(), as status() last settled it. */
+  private wallOffset: number | undefined;
   private started = false;
   private stopped = false;
   private setupTimer: NodeJS.Timeout | undefined;
@@ -114,10 +116,13 @@ export class BluezProfiles {
 
   /** The GetStatus "profiles" section: per profile, registration, last error and claim. */
   status(): { [key: string]: ProfileStatus } {
-    const mono = monotonicMs();
-    const wall = Date.now();
+    // The clocks' offset is kept while it holds within a second: read anew each call, it would move every
+    // time by a millisecond now and then, and GetStatus's answer is cached only while its content is the same.
+    const offset = Date.now() - monotonicMs();
+    if (this.wallOffset === undefined || Math.abs(offset - this.wallOffset) > 1000) this.wallOffset = offset;
+    const wallOffset = this.wallOffset;
     const iso = (t: number | undefined): string | null =>
-      t === undefined ? null : new Date(wall - (mono - t)).toISOString();
+      t === undefined ? null : new Date(wallOffset + t).toISOString();
     const out: { [key: string]: ProfileStatus } = {};
     for (const def of this.defs) {
       const v = this.registration.view(def.key);

@@ -10,6 +10,9 @@ import { errText, log } from '../log/journal.js';
 import type { Caller, Json, ProxyReply, SystemService } from '../service.js';
 import { ALLOW_INTERACTIVE_AUTHORIZATION, type Bus, type DBusMessage } from './connection.js';
 import { type InterfaceSpec, interfaceElement, parseInterface, toXml2js } from './introspection.js';
+import { BUSY_MESSAGE } from './polkit.js';
+import { RawReplies } from './raw-reply.js';
+import { StatusReplyCache } from './status-reply.js';
 import { toVariantDict } from './variant.js';
 
 export const BUS_NAME = 'org.openauto.System';
@@ -63,6 +66,9 @@ function proxyDict(reply: ProxyReply) {
   return toVariantDict(flat);
 }
 
+/** The members whose handlers ask polkit (through the Authorizer) for non-root callers. */
+const NEEDS_POLKIT = new Set(['RestartService', 'ApplyConfig', 'ClaimProfile', 'SetProxyRoute']);
+
 function dbusCaller(ctx: CallContext): Caller {
   return { kind: 'dbus', sender: ctx.sender, interactive: ctx.interactive };
 }
@@ -84,6 +90,8 @@ export class System1Export {
     private readonly service: SystemService,
     private readonly version: string,
     xmlPath: string,
+    /** Callers over the authorization limits are answered Busy before dispatch (polkit.ts). */
+    private readonly admission?: { refusesNow(sender: string): boolean },
   ) {
     const xml = readFileSync(xmlPath, 'utf8');
     this.spec = parseInterface(xml, INTERFACE);
@@ -97,6 +105,9 @@ export class System1Export {
     const version = this.version;
     const spec = this.spec;
     let current: CallContext = { sender: '', interactive: false };
+    const raw = new RawReplies(this.bus);
+    const statusReply = new StatusReplyCache(raw);
+    const admission = this.admission;
 
     const introspection = this.introspection;
     // dbus-next's own introspection of an interface drops argument names and annotations (Qt's type names,
@@ -164,6 +175,18 @@ export class System1Export {
           ),
         );
         return true;
+      }
+      // A caller flooding methods that need polkit: Busy at once, the cheapest answer there is.
+      if (m && NEEDS_POLKIT.has(m.name) && admission?.refusesNow(msg.sender)) {
+        if (raw.error(msg, DBUS_ERROR_NAMES.Busy, BUSY_MESSAGE)) return true;
+      }
+      // GetStatus is open to everyone: answered from bytes marshalled once per change (status-reply.ts).
+      if (m?.name === 'GetStatus') {
+        try {
+          return statusReply.reply(msg, service.getStatus());
+        } catch (err) {
+          log.err('GetStatus reply failed', { error: errText(err), error_code: 'Internal' });
+        }
       }
       return false;
     });

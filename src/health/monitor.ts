@@ -90,6 +90,8 @@ export class HealthMonitor extends EventEmitter {
   private polls = 0;
   private pollTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Date.now() − monotonicMs(), as status() last settled it. */
+  private wallOffset: number | undefined;
 
   constructor(private readonly deps: MonitorDeps) {
     super();
@@ -203,11 +205,14 @@ export class HealthMonitor extends EventEmitter {
 
   /** Per service: unit state, functional result, retries, recovery mode, next attempt and last change. */
   status(): { [key: string]: Json } {
-    const mono = monotonicMs();
-    const wall = Date.now();
-    // Tracker times are monotonic; show them as wall-clock ISO times.
+    // Tracker times are monotonic; show them as wall-clock ISO times. The offset between the clocks is kept
+    // while it holds within a second (reading both clocks anew each call would move every time by a
+    // millisecond now and then, and GetStatus's answer is cached only while its content stays the same).
+    const offset = Date.now() - monotonicMs();
+    if (this.wallOffset === undefined || Math.abs(offset - this.wallOffset) > 1000) this.wallOffset = offset;
+    const wallOffset = this.wallOffset;
     const iso = (t: number | undefined): Json =>
-      t === undefined ? null : new Date(wall - (mono - t)).toISOString();
+      t === undefined ? null : new Date(wallOffset + t).toISOString();
     const out: { [key: string]: Json } = {};
     for (const w of this.watched.values()) {
       const unit = this.deps.systemd.state(w.unit);

@@ -14,7 +14,14 @@
 //   reads) is dropped, so a slow reader never stalls anyone else.
 // - A line longer than `maxLineBytes` gets LINE_TOO_LONG (id null), earlier requests still get their
 //   answers, then the connection is closed. The rest of the long line is neither buffered nor even read.
-// - Connections beyond `maxClients` get one INTERNAL_ERROR line ("too many clients") and are closed.
+// - Fair share of the `maxClients` slots: each connection's peer process is known (SO_PEERCRED, peer.ts).
+//   When all slots are taken, a newcomer from a process holding fewer connections than the process holding
+//   the most takes one of that process's slots: its oldest connection that has not sent a request yet, else
+//   its oldest idle one, else its oldest, gets one INTERNAL_ERROR line and is closed. Otherwise the newcomer
+//   gets one INTERNAL_ERROR line ("too many clients") and is closed. So one process holding every slot (a
+//   slowloris) cannot lock the app out.
+// - A connection that has not completed a request line within `firstLineTimeoutMs` of connecting gets one
+//   INTERNAL_ERROR line and is closed, however many bytes it trickles in (the app asks at once).
 // - Idle policy, after `idleTimeoutMs` without a byte read or written: a connection with nothing in flight
 //   and no subscription gets one INTERNAL_ERROR line ("idle …; closing") and is closed; a subscriber is
 //   kept (waiting for events is what it is for); one whose answers have not moved at all in that time (it
@@ -29,6 +36,7 @@ import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
 import type { ProxyStatus } from '../proxy/state.js';
 import type { SystemService } from '../service.js';
+import { peerPid } from './peer.js';
 import {
   errorLine,
   handleLine,
@@ -64,6 +72,9 @@ export interface SocketServerOptions {
   maxWriteBufferBytes?: number;
   /** How long close() and closing connections wait for in-flight answers; default 2000 ms. */
   closeGraceMs?: number;
+  /** A connection must complete its first request line this soon after connecting; default 10000; 0
+   * disables. */
+  firstLineTimeoutMs?: number;
 }
 
 type Resolved = Required<Omit<SocketServerOptions, 'listenFd'>> & { listenFd: number | undefined };
@@ -97,6 +108,7 @@ export class SocketServer {
       maxInFlight: opts.maxInFlight ?? 4,
       maxWriteBufferBytes: opts.maxWriteBufferBytes ?? 1024 * 1024,
       closeGraceMs: opts.closeGraceMs ?? 2000,
+      firstLineTimeoutMs: opts.firstLineTimeoutMs ?? 10_000,
     };
   }
 
@@ -159,6 +171,18 @@ export class SocketServer {
 
   private accept(socket: Socket): void {
     socket.on('error', () => {}); // EPIPE/ECONNRESET from a vanished client: 'close' follows.
+    const peer = peerPid(socket);
+    const victim = this.connections.size >= this.opts.maxClients ? this.victimFor(peer) : undefined;
+    if (victim) {
+      log.notice('socket client closed to make room for another process', {
+        CLIENT: victim.id,
+        PEER_PID: victim.peer,
+        FOR_PID: peer,
+        LIMIT: this.opts.maxClients,
+      });
+      this.connections.delete(victim);
+      victim.evict();
+    }
     if (this.connections.size >= this.opts.maxClients) {
       log.warning('socket client turned away: too many clients', { LIMIT: this.opts.maxClients });
       this.strays.add(socket);
@@ -170,10 +194,31 @@ export class SocketServer {
       setTimeout(() => socket.destroy(), this.opts.closeGraceMs).unref();
       return;
     }
-    const conn = new Connection(this.nextId++, socket, this.service, this.opts, () =>
+    const conn = new Connection(this.nextId++, socket, this.service, this.opts, peer, () =>
       this.connections.delete(conn),
     );
     this.connections.add(conn);
+  }
+
+  /** The connection to close for a newcomer from `peer` when every slot is taken: one of the process that
+   * holds the most connections, if it holds more than the newcomer's process would. */
+  private victimFor(peer: number | undefined): Connection | undefined {
+    if (peer === undefined) return undefined;
+    const byPeer = new Map<number, Connection[]>();
+    for (const c of this.connections) {
+      if (c.peer === undefined) continue;
+      const list = byPeer.get(c.peer);
+      if (list) list.push(c);
+      else byPeer.set(c.peer, [c]);
+    }
+    const mine = (byPeer.get(peer)?.length ?? 0) + 1;
+    let worst: Connection[] | undefined;
+    for (const list of byPeer.values()) {
+      if (list.length > mine && (!worst || list.length > worst.length)) worst = list;
+    }
+    if (!worst) return undefined;
+    // Set order is connection order: the first found of each kind is the oldest.
+    return worst.find((c) => !c.requested) ?? worst.find((c) => c.idle) ?? worst[0];
   }
 
   private broadcastHealth(health: HealthMap): void {
@@ -194,6 +239,9 @@ export class SocketServer {
 
 class Connection {
   readonly session: Session = { subscribed: false };
+  /** A request line (not blank) has arrived. */
+  requested = false;
+  private firstLineTimer: NodeJS.Timeout | undefined;
   private inflight = 0;
   private queue: Queued[] = [];
   private qHead = 0;
@@ -211,10 +259,12 @@ class Connection {
   private graceTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly id: number,
+    readonly id: number,
     private readonly socket: Socket,
     private readonly service: SystemService,
     private readonly opts: Resolved,
+    /** The connecting process (SO_PEERCRED), when known. */
+    readonly peer: number | undefined,
     onClose: () => void,
   ) {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -228,8 +278,13 @@ class Connection {
       this.queue = [];
       this.partial = [];
       if (this.graceTimer) clearTimeout(this.graceTimer);
+      if (this.firstLineTimer) clearTimeout(this.firstLineTimer);
       onClose();
     });
+    if (opts.firstLineTimeoutMs > 0) {
+      this.firstLineTimer = setTimeout(() => this.onNoRequest(), opts.firstLineTimeoutMs);
+      this.firstLineTimer.unref();
+    }
     if (opts.idleTimeoutMs > 0) {
       socket.setTimeout(opts.idleTimeoutMs);
       socket.on('timeout', () => this.onIdle());
@@ -261,6 +316,7 @@ class Connection {
         this.tooLong();
         break;
       }
+      if (!this.requested && !isBlank(line)) this.markRequested();
       this.queue.push(line);
     }
     if (!this.discarding && start < chunk.length) {
@@ -273,6 +329,43 @@ class Connection {
       }
     }
     if (queued) this.pumpCorked();
+  }
+
+  private markRequested(): void {
+    this.requested = true;
+    if (this.firstLineTimer) clearTimeout(this.firstLineTimer);
+    this.firstLineTimer = undefined;
+  }
+
+  /** Nothing in flight, not subscribed, not closing: closing it loses nobody an answer or an event. */
+  get idle(): boolean {
+    return this.inflight === 0 && !this.session.subscribed && !this.ending;
+  }
+
+  /** No request line within firstLineTimeoutMs of connecting (a slowloris holding a slot). */
+  private onNoRequest(): void {
+    this.firstLineTimer = undefined;
+    if (this.closed || this.ending || this.requested) return;
+    log.notice('socket client sent no request in time; closing it', {
+      CLIENT: this.id,
+      PEER_PID: this.peer,
+      LIMIT: this.opts.firstLineTimeoutMs,
+    });
+    this.send(
+      errorLine(
+        'null',
+        'INTERNAL_ERROR',
+        `no request within ${this.opts.firstLineTimeoutMs / 1000} s; closing`,
+      ),
+    );
+    this.beginEnd(false);
+  }
+
+  /** Its slot goes to another process (see SocketServer.victimFor). */
+  evict(): void {
+    if (this.closed) return;
+    this.send(errorLine('null', 'INTERNAL_ERROR', 'closed: this process holds too many connections'));
+    this.beginEnd(false);
   }
 
   /** The client will send no more. A last line without its newline still counts as a line. */
