@@ -14,6 +14,7 @@ import { BUS_NAME, System1Export } from './bus/system1.js';
 import { ConfigApplier } from './config/applier.js';
 import { loadSection } from './config/load.js';
 import { NETWORK_FILE } from './config/render.js';
+import { stallFromEnv } from './config/stall.js';
 import { Daemon } from './daemon.js';
 import { type ApExpectation, reconfigureLink } from './health/functional.js';
 import { HealthMonitor } from './health/monitor.js';
@@ -110,11 +111,15 @@ async function run(settings: Settings): Promise<void> {
       }
     },
     withUnitLock: (unit, fn) => restarter.hold(unit, 'apply', fn),
+    unitActivity: (unit) => systemd.refresh(unit),
+    ...stallFromEnv(process.env.OPENAUTO_TEST_STALL),
     setAdapter: (props) => setAdapter(bus, props),
     getTimezone: () => getTimezone(bus),
     setTimezone: (tz) => setTimezone(bus, tz),
   });
   const removed = await applier.cleanup();
+  // An apply a crash or power cut interrupted is finished or undone before anything else looks at the units.
+  await applier.recover();
   await applier.inspect();
   // When the .network file in place already holds config.yaml's section, that is what the link carries
   // (no second read of config.yaml); otherwise config.yaml says what it should carry.

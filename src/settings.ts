@@ -15,6 +15,8 @@ export interface Settings {
   interfaceXml: string;
   zoneinfo: string;
   groupFile: string;
+  /** Where an apply in progress is recorded (the unit's StateDirectory=), to finish or undo it after a crash. */
+  stateDir: string;
   /** Safety-net poll of unit state (the signals do the real work). */
   pollMs: number;
   fastRetries: number;
@@ -80,6 +82,13 @@ const OPTIONS: Option[] = [
     env: 'OPENAUTO_GROUP_FILE',
     kind: 'path',
     help: 'group database',
+  },
+  {
+    key: 'stateDir',
+    flag: '--state-dir',
+    env: 'OPENAUTO_STATE_DIR',
+    kind: 'path',
+    help: 'record of an apply in progress (crash-safe rollback)',
   },
   { key: 'pollMs', flag: '--poll-ms', env: 'OPENAUTO_POLL_MS', kind: 'ms', help: 'safety-net poll interval' },
   {
@@ -171,6 +180,7 @@ export function defaults(): Settings {
     interfaceXml: join(PACKAGE_ROOT, 'dbus', 'org.openauto.System1.xml'),
     zoneinfo: '/usr/share/zoneinfo',
     groupFile: '/etc/group',
+    stateDir: '/var/lib/openauto-system',
     pollMs: 5000,
     fastRetries: 3,
     fastRetryMs: 5000,

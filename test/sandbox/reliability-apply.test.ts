@@ -63,6 +63,33 @@ describe('an apply killed at any step ends with a file the AP runs with', { skip
 
   /** After the daemon is back: the AP runs with the old or the new file, nothing else is left. */
   const checkEnd = async (step: string, newSsid: string) => {
+    try {
+      await checkEndOnce(step, newSsid);
+    } catch (err) {
+      // What the daemon and systemd did, to tell why.
+      const lines = await sb.exec([
+        'journalctl',
+        '--no-pager',
+        '-o',
+        'short-monotonic',
+        '--since=-40s',
+        '-u',
+        SERVICE,
+        '-u',
+        'hostapd.service',
+        '-t',
+        'openauto-system',
+      ]);
+      console.log(
+        lines.stdout
+          .split('\n')
+          .map((l) => `# ${l}`)
+          .join('\n'),
+      );
+      throw err;
+    }
+  };
+  const checkEndOnce = async (step: string, newSsid: string) => {
     const ssid = await ssidInPlace();
     assert.notEqual(ssid, REFUSED, `${step}: the refused file is in place`);
     assert.ok(ssid === OLD_SSID || ssid === newSsid, `${step}: unexpected ssid ${ssid}`);
