@@ -245,8 +245,7 @@ EOF
 [Unit]
 Description=Access point stand-in (sandbox)
 After=openauto-sandbox-wlan0.service
-# Tests restart it far more often than a device would: no start rate limit.
-StartLimitIntervalSec=0
+# systemd's default start limit (5 starts per 10 s), as Debian's hostapd.service has.
 
 [Service]
 Type=forking
@@ -275,7 +274,7 @@ EOF
 # Sandbox stand-in for bluetoothd: python3-dbusmock's bluez5 template (the kernel here has no Bluetooth).
 [Unit]
 Description=Bluetooth stand-in (dbusmock bluez5, sandbox)
-StartLimitIntervalSec=0
+# systemd's default start limit (5 starts per 10 s), as Debian's bluetooth.service has.
 
 [Service]
 Type=dbus
