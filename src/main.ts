@@ -24,6 +24,7 @@ import { HeapTrimmer } from './memory/heap-trim.js';
 import { PACKAGE_ROOT, parseSettings, type Settings, UsageError, usage } from './settings.js';
 import { SystemdManager } from './systemd/manager.js';
 import { UnitRestarter } from './systemd/restarts.js';
+import { StartLimits } from './systemd/start-limit.js';
 import { getTimezone, setTimezone } from './systemd/timedate.js';
 
 function packageVersion(): string {
@@ -77,7 +78,7 @@ async function run(settings: Settings): Promise<void> {
   const fds = UnixFdGuard.install(bus);
   const systemd = new SystemdManager(bus);
   await systemd.start();
-  const restarter = new UnitRestarter(systemd, settings.restartTimeoutMs);
+  const restarter = new UnitRestarter(systemd, settings.restartTimeoutMs, new StartLimits(bus, systemd));
   // What the AP link must carry; set once the applier has looked at the .network file in place (below).
   // The monitor reads it only from start() on.
   let expectation!: ApExpectation;
@@ -99,9 +100,9 @@ async function run(settings: Settings): Promise<void> {
   });
   const applier = new ConfigApplier({
     paths: settings,
-    // Runs inside the apply's hold on the unit (withUnitLock), so it talks to systemd directly.
+    // Runs inside the apply's hold on the unit (withUnitLock), so it takes no hold of its own.
     restartUnit: async (unit, link) => {
-      const result = await systemd.restart(unit, settings.restartTimeoutMs);
+      const result = await restarter.runRestart(unit);
       if (result !== 'done') throw new Error(`${unit} restart job ${result}`);
       if (link !== undefined) {
         // The file may have changed the AP's address: drop the old one networkd's restart left behind.

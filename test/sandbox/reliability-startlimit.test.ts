@@ -73,18 +73,24 @@ describe("systemd's start limit", { skip }, () => {
   it('a unit that hit the start limit by someone else is reported, cleared and restarted', async () => {
     // Six starts in a row from outside the daemon: the sixth is refused by systemd.
     for (let i = 0; i < 6; i++) await sb.exec(['systemctl', 'restart', 'hostapd.service']);
-    assert.equal(await props('hostapd.service'), 'ActiveState=failed Result=start-limit-hit');
-    // The daemon says so in its status while it is so, then its recovery clears it and starts it again.
-    const seen = await sb.waitFor(async () => {
-      const st = (await getStatus(sb)).services?.hostapd as Record<string, unknown> | undefined;
-      return st?.start_limit_hit === true ? st : undefined;
-    }, 10_000);
-    assert.match(String(seen.functional_detail), /start limit/);
+    // (The daemon may already be bringing it back by the time we look: the journal below proves the hit.)
+    // The daemon notices and says so (status and journal), then its recovery clears the limit
+    // (ResetFailedUnit) and starts the unit again.
     await sb.waitFor(
       async () => (await props('hostapd.service')) === 'ActiveState=active Result=success',
       30_000,
     );
     const st = (await getStatus(sb)).services?.hostapd as Record<string, unknown>;
     assert.equal(st.start_limit_hit, false);
+    assert.match(String(st.start_limit_hit_at), /^\d{4}-\d\d-\d\dT/, 'status says when the limit was hit');
+    const said = await sb.journalMessages('openauto-system', { match: { RESULT: 'start-limit-hit' } });
+    assert.ok(
+      said.some((m) => /hostapd\.service is at systemd's start limit/.test(m)),
+      said.join('\n'),
+    );
+    assert.ok(
+      said.some((m) => /clearing it \(ResetFailedUnit\)/.test(m)),
+      said.join('\n'),
+    );
   });
 });
