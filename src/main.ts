@@ -26,6 +26,7 @@ import { SystemdManager } from './systemd/manager.js';
 import { UnitRestarter } from './systemd/restarts.js';
 import { StartLimits } from './systemd/start-limit.js';
 import { getTimezone, setTimezone } from './systemd/timedate.js';
+import { startWatchdog } from './systemd/watchdog.js';
 
 function packageVersion(): string {
   try {
@@ -72,6 +73,8 @@ function nameCall(member: string, signature: string, body: unknown[]) {
 }
 
 async function run(settings: Settings): Promise<void> {
+  // First: start-up itself (an interrupted apply's restarts included) must not look like a hang.
+  const watchdog = startWatchdog();
   const version = packageVersion();
   const bus = await Bus.connect();
   // Before anything can send us descriptors (BlueZ's NewConnection): see unix-fds.ts.
@@ -201,6 +204,7 @@ async function run(settings: Settings): Promise<void> {
     monitor.stop();
     profiles.stop();
     trimmer.stop();
+    watchdog?.stop();
     await socket?.close().catch(() => undefined);
     try {
       await bus.call({ ...nameCall('ReleaseName', 's', [BUS_NAME]), timeoutMs: 300 });

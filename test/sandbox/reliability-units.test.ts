@@ -73,4 +73,31 @@ describe('openauto-system units under real systemd', { skip }, () => {
     assert.equal(await sb.unitState(SOCKET_UNIT), 'active');
     assert.ok(await socketAnswers(), 'the socket answers');
   });
+
+  it('a hung daemon (SIGSTOP) is killed by the watchdog and restarted, and clients are served again', async () => {
+    assert.equal(await show('WatchdogUSec'), '10s');
+    assert.equal(await show('NotifyAccess'), 'main');
+    const pid = await show('MainPID');
+    const t0 = Date.now();
+    await sb.execOk(['systemctl', 'kill', '-s', 'STOP', '--kill-whom=main', SERVICE]);
+    await sb.waitFor(
+      async () => (await show('MainPID')) !== pid && (await sb.unitState(SERVICE)) === 'active',
+      40_000,
+      200,
+    );
+    const took = Date.now() - t0;
+    console.log(`# SIGSTOP -> a new daemon active in ${took} ms (WatchdogSec=10, RestartSec=2)`);
+    // Killed by the watchdog: not before its last ping had expired (pings every 2.5 s), and within
+    // WatchdogSec + RestartSec + a margin.
+    assert.ok(took >= 7000, `restarted after ${took} ms: too early for the watchdog`);
+    assert.ok(took < 10_000 + 2000 + 6000, `restarted after ${took} ms`);
+    const said = await sb.journalMessages(SERVICE, { unit: true });
+    assert.ok(
+      said.some((m) => /[Ww]atchdog timeout/.test(m)),
+      'systemd logged the watchdog timeout',
+    );
+    const [health] = await getHealth();
+    assert.ok(health && typeof health === 'object');
+    assert.ok(await socketAnswers(), 'the socket answers');
+  });
 });
