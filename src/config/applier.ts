@@ -157,8 +157,7 @@ export class ConfigApplier {
   async cleanup(): Promise<number> {
     const a = await cleanTempFiles(path.dirname(this.paths.hostapdConf), [this.paths.hostapdConf]);
     const b = await cleanTempFiles(this.paths.networkDir, [this.networkFile]);
-    const c = (await this.journal?.cleanTemp()) ?? 0;
-    return a + b + c;
+    return a + b;
   }
 
   /**
@@ -172,6 +171,9 @@ export class ConfigApplier {
     if (!this.journal) return;
     let pending: Awaited<ReturnType<ApplyJournal['pending']>>;
     try {
+      // A record being written when the crash came (never renamed into place): nothing was changed yet.
+      const torn = await this.journal.cleanTemp();
+      if (torn > 0) log.notice(`removed ${torn} unfinished record(s) of an apply`, { COUNT: torn });
       pending = await this.journal.pending();
     } catch (err) {
       log.err('reading the record of an interrupted apply failed', { DETAIL: errText(err) });

@@ -164,6 +164,11 @@ describe('an apply killed at any step ends with a file the AP runs with', { skip
       // The record of the apply is on disk; the file is not written yet.
       await sb.waitFor(async () => (await stateFiles()).includes('apply-wifi.json'), 10_000, 20);
       assert.equal(await ssidInPlace(), OLD_SSID);
+      if (i === 0) {
+        // It holds the previous hostapd.conf, passphrase included: root's only.
+        const ls = await sb.execOk(['stat', '-c', '%a %U', STATE_DIR, `${STATE_DIR}/apply-wifi.json`]);
+        assert.equal(ls.trim(), '700 root\n600 root');
+      }
       await killAndWaitBack();
       await checkEnd('before-write', ssid);
     }
