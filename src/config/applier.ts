@@ -208,6 +208,12 @@ export class ConfigApplier {
       await journal.end(rec.section);
       log[level](`interrupted apply of ${rec.section}: ${message}`, { ...fields, OUTCOME: outcome });
     };
+    // The record only ever names this section's own file and unit: anything else is not acted upon.
+    const own = FILE_SECTIONS[rec.section];
+    const file = rec.section === 'wifi' ? this.paths.hostapdConf : this.networkFile;
+    if (rec.file !== file || rec.unit !== own.unit) {
+      return done('left-alone', 'the record names another file or unit; ignored', 'err');
+    }
     const current = (await readSnapshot(rec.file))?.data ?? null;
     const holds = contentOf(rec, current);
     if (holds === 'other') {

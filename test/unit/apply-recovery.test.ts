@@ -133,6 +133,17 @@ describe('ConfigApplier.recover', () => {
     assert.deepEqual(await readdir(stateDir), []);
   });
 
+  it('a record naming another file is ignored (nothing written there)', async () => {
+    const elsewhere = path.join(root, 'elsewhere.conf');
+    await writeFile(elsewhere, NEW);
+    await setup(NEW, { ...record('written', monotonicUs()), file: elsewhere });
+    unit = { activeState: 'failed', activeEnterMonotonicUs: 1n };
+    await applier().recover();
+    assert.deepEqual(await readFile(elsewhere), NEW);
+    assert.equal(restarts, 0);
+    assert.deepEqual(await readdir(stateDir), []);
+  });
+
   it('an unreadable record is removed and changes nothing', async () => {
     await writeFile(conf, NEW);
     await writeFile(path.join(stateDir, 'apply-wifi.json'), '{"version": 2}');
