@@ -6,7 +6,7 @@
 // only if its unit became active with it.
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readdir, readFile, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
 import { cleanTempFiles, type FileSnapshot, writeAtomic } from './atomic.js';
@@ -69,6 +69,8 @@ export class ApplyJournal {
 
   /** Writes (replaces) the record, fsynced with its directory, before the step it describes. */
   async write(rec: TxnRecord): Promise<void> {
+    // StateDirectory= makes it 0700; run by hand, it is created so too.
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
     await writeAtomic(this.fileOf(rec.section), `${JSON.stringify(rec)}\n`, { mode: 0o600 });
   }
 

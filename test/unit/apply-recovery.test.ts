@@ -153,3 +153,40 @@ describe('ConfigApplier.recover', () => {
     assert.deepEqual(await readdir(stateDir), []);
   });
 });
+
+describe('a live apply keeps its record only while it runs', () => {
+  it('record with the previous file during the restart, gone after success and after a rollback', async () => {
+    const { FakeSystem, makeSandbox, validConfig } = await import('../fixtures/config/harness.js');
+    const sb = await makeSandbox();
+    try {
+      const stateDir = path.join(sb.root, 'state');
+      const paths = { ...sb.paths, stateDir };
+      await writeFile(paths.hostapdConf, OLD);
+      const sys = new FakeSystem();
+      const seen: TxnRecord[] = [];
+      sys.onRestart = async () => {
+        const { records } = await new ApplyJournal(stateDir).pending();
+        seen.push(...records);
+      };
+      sys.failRestart = (_unit, call) => call === 1; // the second apply's first restart fails
+      const applier = new ConfigApplier(sys.deps(paths));
+      await sb.writeConfig(validConfig());
+      assert.equal((await applier.apply('wifi')).changed, true);
+      assert.deepEqual(await readdir(stateDir), []);
+      assert.equal(seen[0]?.phase, 'written');
+      assert.deepEqual(Buffer.from(seen[0]?.previous?.data ?? '', 'base64'), OLD);
+      const applied = await readFile(paths.hostapdConf);
+      await sb.writeConfig({ ...validConfig(), wifi: { ...validConfig().wifi, ssid: 'Other' } });
+      await assert.rejects(applier.apply('wifi'), /RestartFailed|failed to start/);
+      assert.deepEqual(await readFile(paths.hostapdConf), applied, 'rolled back');
+      assert.deepEqual(
+        seen.slice(1).map((r) => r.phase),
+        ['written', 'restored'],
+      );
+      assert.deepEqual(await readdir(stateDir), []);
+      assert.equal((await stat(stateDir)).mode & 0o777, 0o700);
+    } finally {
+      await sb.cleanup();
+    }
+  });
+});
