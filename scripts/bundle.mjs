@@ -8,8 +8,8 @@
 // shipped bundle. Identifiers are kept (no name mangling)
 // so the stack traces in the journal stay readable.
 //
-// Left out of the bundle: native addons (systemd-journald, usocket, sd-notify: loaded from node_modules at run time) and
-// x11 (an optional require of dbus-next's that is never taken on the system bus).
+// Left out of the bundle: native addons (systemd-journald, usocket, sd-notify: loaded from node_modules at run
+// time) and x11 (an optional require of dbus-next's that is never taken on the system bus).
 import { build } from 'esbuild';
 
 await build({
