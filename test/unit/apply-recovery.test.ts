@@ -107,7 +107,24 @@ describe('ConfigApplier.recover', () => {
   it('new file the unit refuses: the previous file (content and mode) is back and the unit restarted', async () => {
     unit = { activeState: 'failed', activeEnterMonotonicUs: 1n };
     await setup(NEW, record('prepared'));
-    await applier().recover();
+    // What it did is logged with its outcome.
+    const logged: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array) => {
+      logged.push(String(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      await applier().recover();
+    } finally {
+      process.stderr.write = write;
+    }
+    assert.ok(
+      logged.some(
+        (l) => /interrupted apply of wifi: previous file restored/.test(l) && /OUTCOME=rolled-back/.test(l),
+      ),
+      logged.join(''),
+    );
     assert.deepEqual(await readFile(conf), OLD);
     assert.equal((await stat(conf)).mode & 0o777, 0o640);
     assert.equal(restarts, 2);
