@@ -40,7 +40,8 @@
 #     HOSTAPD_EXIT_AFTER=N     run N seconds, then exit 1 (a crash)
 #     HOSTAPD_MODE=sleep       do not run hostapd, just stay up (default: real hostapd, driver=none)
 #   Every start of hostapd.service appends a line to /run/openauto-sandbox/hostapd.starts.
-#   /etc/openauto-sandbox/bluetooth.env: BLUETOOTH_REFUSE=1 (fail to start), BLUETOOTH_ADAPTER=0 (no hci0)
+#   /etc/openauto-sandbox/bluetooth.env: BLUETOOTH_REFUSE=1 (fail to start), BLUETOOTH_ADAPTER=0 (no hci0),
+#     BLUETOOTH_START_DELAY=N (stay "activating" N seconds before starting: a slow bluetoothd at boot)
 set -euo pipefail
 
 STATE_BASE=${SANDBOX_STATE_BASE:-/run/openauto-sandbox}
@@ -249,8 +250,7 @@ EOF
 [Unit]
 Description=Access point stand-in (sandbox)
 After=openauto-sandbox-wlan0.service
-# Tests restart it far more often than a device would: no start rate limit.
-StartLimitIntervalSec=0
+# systemd's default start limit (5 starts per 10 s), as Debian's hostapd.service has.
 
 [Service]
 Type=forking
@@ -271,15 +271,16 @@ exec busctl call org.bluez /org/bluez org.bluez.Mock AddAdapter ss hci0 OpenAuto
 EOF
   put "$M$lib/bluetooth-pre" 0755 <<'EOF'
 #!/bin/bash
-BLUETOOTH_REFUSE=0
+BLUETOOTH_REFUSE=0 BLUETOOTH_START_DELAY=0
 . /etc/openauto-sandbox/bluetooth.env
+[ "$BLUETOOTH_START_DELAY" != 0 ] && sleep "$BLUETOOTH_START_DELAY"
 if [ "$BLUETOOTH_REFUSE" = 1 ]; then echo "refusing to start (BLUETOOTH_REFUSE=1)" >&2; exit 1; fi
 EOF
   put "$M/etc/systemd/system/bluetooth.service" 0644 <<EOF
 # Sandbox stand-in for bluetoothd: python3-dbusmock's bluez5 template (the kernel here has no Bluetooth).
 [Unit]
 Description=Bluetooth stand-in (dbusmock bluez5, sandbox)
-StartLimitIntervalSec=0
+# systemd's default start limit (5 starts per 10 s), as Debian's bluetooth.service has.
 
 [Service]
 Type=dbus

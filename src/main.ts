@@ -14,6 +14,7 @@ import { BUS_NAME, System1Export } from './bus/system1.js';
 import { ConfigApplier } from './config/applier.js';
 import { loadSection } from './config/load.js';
 import { NETWORK_FILE } from './config/render.js';
+import { stallFromEnv } from './config/stall.js';
 import { Daemon } from './daemon.js';
 import { type ApExpectation, reconfigureLink } from './health/functional.js';
 import { HealthMonitor } from './health/monitor.js';
@@ -25,7 +26,9 @@ import { ProxyRoute } from './proxy/route.js';
 import { PACKAGE_ROOT, parseSettings, type Settings, UsageError, usage } from './settings.js';
 import { SystemdManager } from './systemd/manager.js';
 import { UnitRestarter } from './systemd/restarts.js';
+import { StartLimits } from './systemd/start-limit.js';
 import { getTimezone, setTimezone } from './systemd/timedate.js';
+import { startWatchdog } from './systemd/watchdog.js';
 
 function packageVersion(): string {
   try {
@@ -75,13 +78,15 @@ function nameCall(member: string, signature: string, body: unknown[]) {
 }
 
 async function run(settings: Settings): Promise<void> {
+  // First: start-up itself (an interrupted apply's restarts included) must not look like a hang.
+  const watchdog = startWatchdog();
   const version = packageVersion();
   const bus = await Bus.connect();
   // Before anything can send us descriptors (BlueZ's NewConnection): see unix-fds.ts.
   const fds = UnixFdGuard.install(bus);
   const systemd = new SystemdManager(bus);
   await systemd.start();
-  const restarter = new UnitRestarter(systemd, settings.restartTimeoutMs);
+  const restarter = new UnitRestarter(systemd, settings.restartTimeoutMs, new StartLimits(bus, systemd));
   // What the AP link must carry; set once the applier has looked at the .network file in place (below).
   // The monitor reads it only from start() on.
   let expectation!: ApExpectation;
@@ -103,9 +108,9 @@ async function run(settings: Settings): Promise<void> {
   });
   const applier = new ConfigApplier({
     paths: settings,
-    // Runs inside the apply's hold on the unit (withUnitLock), so it talks to systemd directly.
+    // Runs inside the apply's hold on the unit (withUnitLock), so it takes no hold of its own.
     restartUnit: async (unit, link) => {
-      const result = await systemd.restart(unit, settings.restartTimeoutMs);
+      const result = await restarter.runRestart(unit);
       if (result !== 'done') throw new Error(`${unit} restart job ${result}`);
       if (link !== undefined) {
         // The file may have changed the AP's address: drop the old one networkd's restart left behind.
@@ -115,11 +120,15 @@ async function run(settings: Settings): Promise<void> {
       }
     },
     withUnitLock: (unit, fn) => restarter.hold(unit, 'apply', fn),
+    unitActivity: (unit) => systemd.refresh(unit),
+    ...stallFromEnv(process.env.OPENAUTO_TEST_STALL),
     setAdapter: (props) => setAdapter(bus, props),
     getTimezone: () => getTimezone(bus),
     setTimezone: (tz) => setTimezone(bus, tz),
   });
   const removed = await applier.cleanup();
+  // An apply a crash or power cut interrupted is finished or undone before anything else looks at the units.
+  await applier.recover();
   await applier.inspect();
   // When the .network file in place already holds config.yaml's section, that is what the link carries
   // (no second read of config.yaml); otherwise config.yaml says what it should carry.
@@ -227,6 +236,7 @@ async function run(settings: Settings): Promise<void> {
     profiles.stop();
     proxy.stop();
     trimmer.stop();
+    watchdog?.stop();
     await socket?.close().catch(() => undefined);
     try {
       await bus.call({ ...nameCall('ReleaseName', 's', [BUS_NAME]), timeoutMs: 300 });

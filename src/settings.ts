@@ -16,6 +16,8 @@ export interface Settings {
   interfaceXml: string;
   zoneinfo: string;
   groupFile: string;
+  /** Where an apply in progress is recorded (the unit's StateDirectory=), to finish or undo it after a crash. */
+  stateDir: string;
   /** Safety-net poll of unit state (the signals do the real work). */
   pollMs: number;
   fastRetries: number;
@@ -87,6 +89,13 @@ const OPTIONS: Option[] = [
     env: 'OPENAUTO_GROUP_FILE',
     kind: 'path',
     help: 'group database',
+  },
+  {
+    key: 'stateDir',
+    flag: '--state-dir',
+    env: 'OPENAUTO_STATE_DIR',
+    kind: 'path',
+    help: 'record of an apply in progress (crash-safe rollback)',
   },
   { key: 'pollMs', flag: '--poll-ms', env: 'OPENAUTO_POLL_MS', kind: 'ms', help: 'safety-net poll interval' },
   {
@@ -199,6 +208,7 @@ export function defaults(): Settings {
     interfaceXml: join(PACKAGE_ROOT, 'dbus', 'org.openauto.System1.xml'),
     zoneinfo: '/usr/share/zoneinfo',
     groupFile: '/etc/group',
+    stateDir: '/var/lib/openauto-system/apply',
     pollMs: 5000,
     fastRetries: 3,
     fastRetryMs: 5000,

@@ -28,6 +28,7 @@ import {
   TemplateError,
 } from './render.js';
 import { HEX_PSK, type SectionConfigs, type SectionName } from './schema.js';
+import { ApplyJournal, contentOf, sha256, snapshotOf, type TxnRecord } from './transaction.js';
 
 export interface ApplierPaths {
   /** config.yaml */
@@ -44,6 +45,9 @@ export interface ApplierPaths {
   groupFile: string;
   /** The installation's AP interface (not a path, but a setting like them); default wlan0. */
   apInterface?: string;
+  /** e.g. /var/lib/openauto-system/apply: the record of an apply in progress. Without it an apply is not
+   * durable (its rollback lives in memory only). */
+  stateDir?: string;
 }
 
 export interface AdapterProps {
@@ -67,6 +71,11 @@ export interface ApplierDeps {
   maxWaiting?: number;
   /** Clock for the summary's applied_at (tests). */
   now?: () => Date;
+  /** The unit's ActiveState and when it last became active (CLOCK_MONOTONIC µs), read fresh from systemd:
+   * start-up recovery decides with it whether a unit became active with the file in place. */
+  unitActivity?(unit: string): Promise<{ activeState: string; activeEnterMonotonicUs: bigint }>;
+  /** Test knob (OPENAUTO_TEST_STALL): waits at a named step of an apply, so a test can kill the daemon there. */
+  stall?(step: 'before-write' | 'after-rename'): Promise<void>;
 }
 
 /** The unit each file-backed section restarts, and the name callers see in `restarted`. */
@@ -129,10 +138,12 @@ export class ConfigApplier {
   private readonly applied: Partial<Record<SectionName, { [key: string]: Json }>> = {};
   /** The network section in effect: last applied, or found already in place at start. */
   private inEffect: SectionConfigs['network'] | undefined;
+  private readonly journal: ApplyJournal | undefined;
 
   constructor(private readonly deps: ApplierDeps) {
     this.paths = deps.paths;
     this.maxWaiting = deps.maxWaiting ?? 8;
+    this.journal = deps.paths.stateDir ? new ApplyJournal(deps.paths.stateDir) : undefined;
   }
 
   get networkFile(): string {
@@ -149,6 +160,130 @@ export class ConfigApplier {
     const a = await cleanTempFiles(path.dirname(this.paths.hostapdConf), [this.paths.hostapdConf]);
     const b = await cleanTempFiles(this.paths.networkDir, [this.networkFile]);
     return a + b;
+  }
+
+  /**
+   * Start-up, before the monitor runs: finishes or undoes every apply a crash or power cut interrupted. The
+   * file in place stays when its unit became active with it (active, and started after the file was put
+   * there); otherwise the unit is restarted to find out, and a new file it does not start
+   * with is replaced by the previous one (restarted again). A file someone else changed meanwhile is left
+   * alone. Each outcome is logged; the record is removed. Never throws.
+   */
+  async recover(): Promise<void> {
+    if (!this.journal) return;
+    let pending: Awaited<ReturnType<ApplyJournal['pending']>>;
+    try {
+      // A record being written when the crash came (never renamed into place): nothing was changed yet.
+      const torn = await this.journal.cleanTemp();
+      if (torn > 0) log.notice(`removed ${torn} unfinished record(s) of an apply`, { COUNT: torn });
+      pending = await this.journal.pending();
+    } catch (err) {
+      log.err('reading the record of an interrupted apply failed', { DETAIL: errText(err) });
+      return;
+    }
+    for (const section of pending.bad) {
+      log.err('the record of an interrupted apply is unreadable; removed, nothing undone', {
+        SECTION: section,
+      });
+      await this.journal.end(section as TxnRecord['section']).catch(() => undefined);
+    }
+    for (const rec of pending.records) {
+      try {
+        // Before the monitor starts: nothing else restarts the units yet, so no hold on them (a hold would
+        // have the monitor evaluate before it knows what to expect).
+        await this.recoverOne(rec);
+      } catch (err) {
+        log.err('finishing an interrupted apply failed', {
+          SECTION: rec.section,
+          UNIT: rec.unit,
+          PHASE: rec.phase,
+          DETAIL: errText(err),
+        });
+      }
+    }
+  }
+
+  private async recoverOne(rec: TxnRecord): Promise<void> {
+    const journal = this.journal as ApplyJournal;
+    const fields = { SECTION: rec.section, UNIT: rec.unit, FILE: rec.file, PHASE: rec.phase };
+    const done = async (outcome: string, message: string, level: 'notice' | 'warning' | 'err' = 'notice') => {
+      await journal.end(rec.section);
+      log[level](`interrupted apply of ${rec.section}: ${message}`, { ...fields, OUTCOME: outcome });
+    };
+    // The record only ever names this section's own file and unit: anything else is not acted upon.
+    const own = FILE_SECTIONS[rec.section];
+    const file = rec.section === 'wifi' ? this.paths.hostapdConf : this.networkFile;
+    if (rec.file !== file || rec.unit !== own.unit) {
+      return done('left-alone', 'the record names another file or unit; ignored', 'err');
+    }
+    const current = (await readSnapshot(rec.file))?.data ?? null;
+    const holds = contentOf(rec, current);
+    if (holds === 'other') {
+      return done('left-alone', 'the file was changed by someone else since; left as it is', 'warning');
+    }
+    if (rec.phase === 'prepared' && holds === 'previous') {
+      return done('nothing-written', 'stopped before the new file was written; nothing to undo');
+    }
+    if (await this.startedWith(rec, holds)) {
+      return done(
+        holds === 'new' ? 'kept-new' : 'kept-previous',
+        `${rec.unit} is active with the ${holds} file; kept`,
+      );
+    }
+    // Not known to run with the file in place: restart it and see.
+    try {
+      await this.deps.restartUnit(rec.unit, rec.link);
+      return done(
+        holds === 'new' ? 'kept-new' : 'kept-previous',
+        `${rec.unit} started with the ${holds} file; kept`,
+      );
+    } catch (err) {
+      if (holds === 'previous') {
+        return done(
+          'previous-not-started',
+          `${rec.unit} does not start with the previous file either (${errText(err)})`,
+          'err',
+        );
+      }
+      log.warning(
+        `interrupted apply of ${rec.section}: ${rec.unit} does not start with the new file; restoring the previous one`,
+        {
+          ...fields,
+          DETAIL: errText(err),
+        },
+      );
+    }
+    await restoreSnapshot(rec.file, snapshotOf(rec));
+    await journal.placed(rec, 'restored');
+    try {
+      await this.deps.restartUnit(rec.unit, rec.link);
+    } catch (err) {
+      return done(
+        'restored-not-started',
+        `previous file restored, but ${rec.unit} did not start with it (${errText(err)})`,
+        'err',
+      );
+    }
+    return done('rolled-back', `previous file restored and ${rec.unit} started with it`);
+  }
+
+  /**
+   * Whether the unit is active and was started after the file in place was put there. Both times are
+   * CLOCK_MONOTONIC, exact within a boot. After a power cut the comparison means little, but it errs only in
+   * harmless ways: a unit active in a later boot was started with the file on disk, so keeping it is right,
+   * and a "no" costs one restart to find out.
+   */
+  private async startedWith(rec: TxnRecord, holds: 'new' | 'previous'): Promise<boolean> {
+    if (!this.deps.unitActivity) return false;
+    const placed =
+      (rec.phase === 'written' && holds === 'new') || (rec.phase === 'restored' && holds === 'previous');
+    if (!placed || rec.placedAtUs === undefined) return false;
+    const u = await this.deps.unitActivity(rec.unit);
+    return u.activeState === 'active' && u.activeEnterMonotonicUs > BigInt(rec.placedAtUs);
+  }
+
+  private lockUnit<T>(unit: string, fn: () => Promise<T>): Promise<T> {
+    return this.deps.withUnitLock ? this.deps.withUnitLock(unit, fn) : fn();
   }
 
   /** The validated network section the .network file holds now (undefined until known): what the health
@@ -382,26 +517,75 @@ export class ConfigApplier {
       );
       return { changed: false, restarted: [] };
     }
-    const lock = this.deps.withUnitLock?.bind(this.deps) ?? (<T>(_u: string, fn: () => Promise<T>) => fn());
-    return lock(unit, async () => {
+    return this.lockUnit(unit, async () => {
+      const journal = this.journal;
+      let txn: TxnRecord | undefined;
+      if (journal) {
+        // The previous file, durably, before anything changes: what start-up puts back after a crash.
+        txn = {
+          version: 1,
+          section,
+          file,
+          unit,
+          ...(link !== undefined ? { link } : {}),
+          phase: 'prepared',
+          previous:
+            previous === null
+              ? null
+              : {
+                  data: previous.data.toString('base64'),
+                  mode: previous.mode,
+                  uid: previous.uid,
+                  gid: previous.gid,
+                },
+          newSha256: sha256(bytes),
+        };
+        try {
+          await journal.write(txn);
+        } catch (err) {
+          rec.detail = errText(err);
+          throw new ServiceError('Internal', `the apply could not be recorded; nothing was changed`);
+        }
+      }
       try {
-        await writeAtomic(file, bytes, meta);
-      } catch (err) {
-        rec.detail = errText(err);
-        throw new ServiceError(
-          'Internal',
-          `the new ${label} configuration could not be written; nothing was changed`,
+        await this.deps.stall?.('before-write');
+        try {
+          await writeAtomic(file, bytes, meta);
+        } catch (err) {
+          rec.detail = errText(err);
+          throw new ServiceError(
+            'Internal',
+            `the new ${label} configuration could not be written; nothing was changed`,
+          );
+        }
+        await this.deps.stall?.('after-rename');
+        if (journal && txn) {
+          // Not fatal: a record still saying 'prepared' makes start-up check the unit with a restart.
+          txn = await journal.placed(txn, 'written').catch((err: unknown) => {
+            log.warning('updating the record of the apply failed', {
+              SECTION: section,
+              DETAIL: errText(err),
+            });
+            return txn;
+          });
+        }
+        rec.changed = true;
+        try {
+          await this.deps.restartUnit(unit, link);
+        } catch (err) {
+          rec.detail = errText(err);
+          throw await this.rollBack(file, previous, unit, label, rec, link, txn);
+        }
+        rec.restarted.push(service);
+        return { changed: true, restarted: [service] };
+      } finally {
+        await journal?.end(section).catch((err: unknown) =>
+          log.warning('removing the record of the apply failed', {
+            SECTION: section,
+            DETAIL: errText(err),
+          }),
         );
       }
-      rec.changed = true;
-      try {
-        await this.deps.restartUnit(unit, link);
-      } catch (err) {
-        rec.detail = errText(err);
-        throw await this.rollBack(file, previous, unit, label, rec, link);
-      }
-      rec.restarted.push(service);
-      return { changed: true, restarted: [service] };
     });
   }
 
@@ -413,6 +597,7 @@ export class ConfigApplier {
     label: string,
     rec: ApplyRecord,
     link?: string,
+    txn?: TxnRecord,
   ): Promise<ServiceError> {
     const head = `${label} failed to start with the new configuration`;
     try {
@@ -423,6 +608,13 @@ export class ConfigApplier {
       return new ServiceError('RestartFailed', `${head}; the previous configuration could not be restored`);
     }
     rec.changed = false;
+    if (txn) {
+      await this.journal
+        ?.placed(txn, 'restored')
+        .catch((err: unknown) =>
+          log.warning('updating the record of the apply failed', { DETAIL: errText(err) }),
+        );
+    }
     try {
       // The same link: the failed file's address must not stay behind either.
       await this.deps.restartUnit(unit, link);

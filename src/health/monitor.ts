@@ -48,6 +48,9 @@ interface Watched {
    * Restart= its turn; cleared when it is up again. */
   downSince?: number;
   downTimer?: NodeJS.Timeout;
+  /** The unit is failed at systemd's start limit (Result=start-limit-hit), and when that was last seen. */
+  startLimitHit: boolean;
+  startLimitHitAt?: number;
 }
 
 /** How long after systemd's RestartSec its own restart must have begun before we step in. */
@@ -103,6 +106,7 @@ export class HealthMonitor extends EventEmitter {
         checking: false,
         dirty: false,
         waiters: [],
+        startLimitHit: false,
       });
     }
     // A caller's restart or a config apply holds the unit: the tracker must keep its hands off meanwhile.
@@ -223,7 +227,11 @@ export class HealthMonitor extends EventEmitter {
         active_state: unit?.activeState ?? 'unknown',
         sub_state: unit?.subState ?? 'unknown',
         functional_ok: w.functional?.ok ?? null,
-        functional_detail: w.functional?.detail ?? 'not checked (unit not active)',
+        functional_detail: w.startLimitHit
+          ? "not started: systemd's start limit was hit; the next recovery attempt clears it (ResetFailedUnit)"
+          : (w.functional?.detail ?? 'not checked (unit not active)'),
+        start_limit_hit: w.startLimitHit,
+        start_limit_hit_at: iso(w.startLimitHitAt),
         retries: st.retries,
         recovery_mode: st.mode,
         next_attempt: iso(st.nextAttemptAt),
@@ -351,6 +359,7 @@ export class HealthMonitor extends EventEmitter {
           w.dirty = true;
           continue;
         }
+        await this.checkStartLimit(w, latest);
         const obs = observation(latest, w.functional);
         if (await this.systemdWillRestart(w, latest)) obs.jobQueued = true;
         this.handle(w, w.tracker.observe(monotonicMs(), obs));
@@ -362,6 +371,28 @@ export class HealthMonitor extends EventEmitter {
       w.checking = false;
       for (const resolve of w.waiters.splice(0)) resolve();
     }
+  }
+
+  /** Notes (and logs once) a unit failed at systemd's start limit, by whomever; the restart clears it. */
+  private async checkStartLimit(w: Watched, unit: UnitState): Promise<void> {
+    const limits = this.deps.restarter.startLimits;
+    let hit = false;
+    if (limits && unit.activeState === 'failed') {
+      try {
+        hit = (await limits.result(w.unit)) === 'start-limit-hit';
+      } catch {
+        hit = w.startLimitHit;
+      }
+    }
+    if (hit && !w.startLimitHit) {
+      w.startLimitHitAt = monotonicMs();
+      log.warning(`${w.unit} is at systemd's start limit (start-limit-hit)`, {
+        SERVICE: w.service,
+        UNIT: w.unit,
+        RESULT: 'start-limit-hit',
+      });
+    }
+    w.startLimitHit = hit;
   }
 
   /**

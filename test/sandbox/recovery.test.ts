@@ -53,6 +53,17 @@ function sandbox(name: string, env: Record<string, number | string> = TIMINGS): 
   let sb: Sandbox | undefined;
   before(async () => {
     sb = await Sandbox.start({ name, env });
+    // These tests run the recovery rules 10 times faster than a device (retries 0.4 s and 2 s apart), which
+    // no start limit allows for a unit that keeps failing: the stand-ins' limit is lifted here only.
+    // systemd's start limit itself is tested in reliability-startlimit.test.ts.
+    for (const unit of ['hostapd.service', 'bluetooth.service']) {
+      await sb.execOk(['mkdir', '-p', `/etc/systemd/system/${unit}.d`]);
+      await sb.writeFile(
+        `/etc/systemd/system/${unit}.d/50-no-start-limit.conf`,
+        '[Unit]\nStartLimitIntervalSec=0\n',
+      );
+    }
+    await sb.execOk(['systemctl', 'daemon-reload']);
     await waitAllActive(sb);
   });
   after(async () => {
@@ -591,7 +602,8 @@ describe('health monitor recovery (real systemd)', { skip }, () => {
           's',
           'hostapd',
         ]);
-      // Three callers at once, in the middle of the fast retries: each gets its own turn (and fails: the unit
+      // Three callers at once, in the middle of the fast retries: one after another, never overlapping; the
+      // ones that wait for their turn together are joined into one restart (each caller fails: the unit
       // refuses to start).
       const results = await Promise.all([restart(), restart(), restart()]);
       for (const r of results) assert.match(r.stderr, /RestartFailed|failed to restart/, r.stderr + r.stdout);
@@ -635,7 +647,9 @@ describe('health monitor recovery (real systemd)', { skip }, () => {
         (e) => e.t >= t0 && /restart of hostapd requested/.test(e.message),
       ).length;
       assert.equal(callerRequests, 4);
-      assert.equal(calls, monitorAttempts + callerRequests, log.join('\n'));
+      // At most one job per request (requests that waited together shared one), at least one per turn.
+      assert.ok(calls <= monitorAttempts + callerRequests, log.join('\n'));
+      assert.ok(calls >= monitorAttempts + callerRequests - 2, log.join('\n'));
       assert.equal(jobs, calls, `every call made a job of its own (none merged):\n${log.join('\n')}`);
       assert.ok(!results2.includes('canceled'), `a job was cancelled by another: ${results2.join(' ')}`);
       assert.equal(results2.at(-1), 'done');
