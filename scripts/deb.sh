@@ -155,6 +155,10 @@ manpage() { # manpage PROGRAM SECTION SUMMARY
 manpage openauto-system 8 "OpenAuto Prodigy head unit system service"
 manpage openautoctl 1 "query and control openauto-system"
 
+# lintian: each override says why (packaging/deb/lintian-overrides).
+mkdir -p "$ROOT/usr/share/lintian/overrides"
+install -m 0644 packaging/deb/lintian-overrides "$ROOT/usr/share/lintian/overrides/$NAME"
+
 # ---- control -------------------------------------------------------------------------------------------
 mkdir -p "$ROOT/DEBIAN"
 units=$(payload_units | tr '\n' ' ')
