@@ -5,6 +5,7 @@
 // marshalled once per change of content, status-reply.ts). The bytes are those dbus-next would write (a
 // unit test compares them).
 import type { Bus, DBusMessage } from './connection.js';
+import { connectionStream } from './dbus-next-private.js';
 
 const METHOD_RETURN = 2;
 const ERROR = 3;
@@ -71,12 +72,6 @@ export function stringBody(text: string): Buffer {
   return buf;
 }
 
-interface RawStream {
-  writable: boolean;
-  supportsUnixFd?: boolean;
-  write(chunk: Buffer | { data: Buffer; fds: number[] }): boolean;
-}
-
 export class RawReplies {
   constructor(private readonly bus: Bus) {}
 
@@ -103,8 +98,8 @@ export class RawReplies {
   }
 
   private write(type: number, fields: Field[], body: Buffer): boolean {
-    const stream = (this.bus.raw as unknown as { _connection?: { stream?: RawStream } })._connection?.stream;
-    if (!stream?.writable || this.bus.isClosed) return false;
+    const stream = connectionStream(this.bus.raw);
+    if (!stream.writable || this.bus.isClosed) return false;
     const header = encodeHeader(type, this.bus.raw.newSerial(), body.length, fields);
     const data = Buffer.concat([header, body]);
     // On the connection's own stream, in order with everything dbus-next writes there.

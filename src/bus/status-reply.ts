@@ -3,11 +3,9 @@
 // buy the daemon's CPU with no permission at all. The status object itself is cheap to build; its JSON text
 // is the cache key, and only the small header is encoded per call (raw-reply.ts).
 import dbus from 'dbus-next';
-// dbus-next's writer is imported, not required at run time: the bundle must use the very copy of dbus-next
-// (and its Variant class) the rest of the daemon uses.
-import { marshallMessage } from 'dbus-next/lib/marshall-compat.js';
 import type { Json } from '../service.js';
 import type { DBusMessage } from './connection.js';
+import { marshallMessage } from './dbus-next-private.js';
 import type { RawReplies } from './raw-reply.js';
 import { toVariantDict } from './variant.js';
 

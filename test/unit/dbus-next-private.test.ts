@@ -8,7 +8,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import dbus from 'dbus-next';
 import { Bus, CallTimeoutError } from '../../src/bus/connection.js';
-import { connectionStream, receivedFdQueue } from '../../src/bus/dbus-next-private.js';
+import {
+  connectionStream,
+  marshallMessage,
+  receivedFdQueue,
+} from '../../src/bus/dbus-next-private.js';
 import { type PrivateBus, privateBusUnavailable, startPrivateBus } from './helpers/bluez-private-bus.js';
 
 const require = createRequire(import.meta.url);
@@ -82,6 +86,22 @@ describe('dbus-next private fields', { skip: privateBusUnavailable() }, () => {
     assert.equal(Object.keys(handlers).length, 1, 'the pending call is registered where we delete it');
     await assert.rejects(call, CallTimeoutError);
     assert.equal(Object.keys(handlers).length, 0);
+  });
+
+  it("the stream's write flags and dbus-next's message writer, for the replies written directly", () => {
+    const stream = connectionStream(bus.raw);
+    assert.equal(stream.writable, true);
+    assert.equal(stream.supportsUnixFd, true, 'usocket with fd passing negotiated');
+    const msg = new dbus.Message({
+      type: dbus.MessageType.METHOD_RETURN,
+      replySerial: 1 as unknown as string,
+      signature: 's',
+      body: ['x'],
+    });
+    msg.serial = 1;
+    const [bytes, fds] = marshallMessage(msg);
+    assert.ok(Buffer.isBuffer(bytes) && bytes[0] === 0x6c, 'a little-endian D-Bus message');
+    assert.deepEqual(fds, []);
   });
 
   it('fd passing: the usocket descriptor queue is there', () => {
