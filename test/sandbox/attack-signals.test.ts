@@ -32,7 +32,7 @@ const PROTO_NAMES = ['constructor', '__proto__', 'toString', 'valueOf', 'hasOwnP
  *          plants "failed" results for the next job ids.
  * Meanwhile it counts the daemon's HealthChanged signals. Prints one JSON line: {sent, health_changed}.
  */
-const FORGER = String.raw`
+const FORGER = `
 import json, sys, time
 import dbus, dbus.lowlevel
 from dbus.mainloop.glib import DBusGMainLoop

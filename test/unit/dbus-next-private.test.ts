@@ -8,11 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import dbus from 'dbus-next';
 import { Bus, CallTimeoutError } from '../../src/bus/connection.js';
-import {
-  connectionStream,
-  marshallMessage,
-  receivedFdQueue,
-} from '../../src/bus/dbus-next-private.js';
+import { connectionStream, marshallMessage, receivedFdQueue } from '../../src/bus/dbus-next-private.js';
 import { type PrivateBus, privateBusUnavailable, startPrivateBus } from './helpers/bluez-private-bus.js';
 
 const require = createRequire(import.meta.url);
