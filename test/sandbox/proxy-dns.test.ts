@@ -53,11 +53,18 @@ function downloadResolved(): { deb: Buffer; version: string } {
     throw new Error(`cannot read the host's systemd version: ${q.stderr}`);
   const dir = mkdtempSync(join(tmpdir(), 'openauto-resolved-'));
   try {
-    const r = spawnSync('apt-get', ['download', '-q', `systemd-resolved=${version}`], {
-      cwd: dir,
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
+    const download = () =>
+      spawnSync('apt-get', ['download', '-q', `systemd-resolved=${version}`], {
+        cwd: dir,
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+    let r = download();
+    if (r.status !== 0) {
+      // Package lists absent or older than the installed systemd: refresh them once (as deps.sh does).
+      spawnSync('apt-get', ['update', '-qq'], { encoding: 'utf8', timeout: 300_000 });
+      r = download();
+    }
     const file = readdirSync(dir).find((f) => f.endsWith('.deb'));
     if (r.status !== 0 || file === undefined)
       throw new Error(`apt-get download systemd-resolved=${version} failed: ${r.stderr}${r.stdout}`);
