@@ -16,6 +16,8 @@ const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is n
 
 const PHONE = '10.0.0.31';
 const PASSWORD = 'Dns-Ph0ne-9931';
+/** The daemon's check interval here (--proxy-verify-ms; 10 s by default). */
+const VERIFY_MS = 2000;
 
 /** Socket client: sends each argv line, prints each answer line, ends after as many answers. */
 const SOCKET_CLIENT = `
@@ -123,7 +125,7 @@ describe('proxy route DNS through the real systemd-resolved', { skip }, () => {
 
   before(async () => {
     const { deb, version } = downloadResolved();
-    sb = await Sandbox.start({ name: 'proxydns' });
+    sb = await Sandbox.start({ name: 'proxydns', env: { OPENAUTO_PROXY_VERIFY_MS: VERIFY_MS } });
     await sb.waitFor(async () => (await sb.unitState('openauto-system.service')) === 'active', 15_000);
     // The phone: wlan0's peer in its own namespace with a SOCKS5 server, so the route comes up "active".
     await sb.execOk([
@@ -194,6 +196,17 @@ describe('proxy route DNS through the real systemd-resolved', { skip }, () => {
     assert.equal(await resolvectl('domain'), '~.');
     const [line] = await socketLines({ id: 's', method: 'get_proxy_status', params: { verify: true } });
     assert.equal((JSON.parse(line ?? '') as { result: Status }).result.state, 'active');
+  });
+
+  it('networkd restarted with the route on (it forgets the link DNS): set again within the verify interval', async () => {
+    // networkd drops what it was given over D-Bus when it restarts or reconfigures the link; the daemon's
+    // own repairs and config applies do both.
+    await sb.execOk(['systemctl', 'restart', 'systemd-networkd.service']);
+    await sb.waitFor(async () => (await resolvectl('dns')) === '', 5_000, 50);
+    const t0 = Date.now();
+    await sb.waitFor(async () => (await resolvectl('dns')) === '1.1.1.1', 2 * VERIFY_MS + 5_000, 200);
+    console.log(`# networkd restarted → the AP link's DNS set again after ${Date.now() - t0} ms`);
+    assert.equal(await resolvectl('domain'), '~.');
   });
 
   it('active:false → reverted: resolvectl dns wlan0 and domain are empty again', async () => {
