@@ -442,7 +442,11 @@ export class ProxyRoute extends EventEmitter {
   private armVerify(): void {
     if (this.verifyTimer || this.stopped) return;
     this.verifyTimer = setInterval(() => {
-      if (this.upstream !== undefined) void this.serial(() => this.verifyNow());
+      if (this.upstream !== undefined)
+        void this.serial(async () => {
+          await this.verifyNow();
+          await this.keepDns();
+        });
     }, this.deps.verifyMs);
     this.verifyTimer.unref();
   }
@@ -510,6 +514,38 @@ export class ProxyRoute extends EventEmitter {
       const text = err instanceof dbus.DBusError ? err.text : errText(err);
       log.warning('setting the AP link DNS through systemd-resolved failed', { link, on, error: text });
     }
+  }
+
+  /**
+   * networkd forgets the DNS it was given over D-Bus when it restarts or reconfigures the link (our own
+   * repairs and config applies do both): while the route is on, set it again when resolved no longer has it.
+   */
+  private async keepDns(): Promise<void> {
+    const up = this.upstream;
+    const bus = this.deps.bus;
+    if (!up || !bus) return;
+    try {
+      if (!(await bus.nameOwner(RESOLVED.destination))) return;
+      const index = Number((await readFile(`/sys/class/net/${up.link}/ifindex`, 'utf8')).trim());
+      const reply = await bus.call({ ...RESOLVED, member: 'GetLink', signature: 'i', body: [index] });
+      const servers = (await bus.getProperty(
+        {
+          destination: RESOLVED.destination,
+          path: String(reply.body[0]),
+          interface: 'org.freedesktop.resolve1.Link',
+        },
+        'DNS',
+      )) as [number, Buffer][];
+      const ours = Buffer.from(DNS_SERVER);
+      if (servers.some(([family, address]) => family === 2 && Buffer.from(address).equals(ours))) return;
+    } catch (err) {
+      const text = err instanceof dbus.DBusError ? err.text : errText(err);
+      log.warning('reading the AP link DNS from systemd-resolved failed', { link: up.link, error: text });
+      return;
+    }
+    if (this.upstream !== up) return;
+    log.notice('the AP link lost its DNS while the proxy route is on: setting it again', { link: up.link });
+    await this.setDns(up.link, true);
   }
 
   private unitState(unit: string): Promise<UnitState | undefined> {
