@@ -218,7 +218,7 @@ describe('proxy route DNS through the real systemd-resolved', { skip }, () => {
     assert.deepEqual(await daemonLog('setting the AP link DNS through systemd-resolved failed'), []);
   });
 
-  it('resolved stopped: the route still comes up, DNS skipped and logged', async () => {
+  it('resolved stopped: the route still comes up, DNS skipped and logged; resolved started: DNS set', async () => {
     await sb.execOk(['systemctl', 'stop', 'systemd-resolved.service']);
     const r = await on();
     assert.equal(r.state, 'active', JSON.stringify(r));
@@ -226,8 +226,12 @@ describe('proxy route DNS through the real systemd-resolved', { skip }, () => {
       { error: undefined, link: 'wlan0' },
     ]);
     assert.equal(await sb.unitState('systemd-resolved.service'), 'inactive', 'not started by the daemon');
-    assert.equal((await off()).state, 'disabled');
+    // resolved comes up while the route is on: the next check gives the link its DNS.
     await sb.execOk(['systemctl', 'start', 'systemd-resolved.service']);
+    await sb.waitFor(async () => (await resolvectl('dns')) === '1.1.1.1', 2 * VERIFY_MS + 5_000, 200);
+    assert.equal(await resolvectl('domain'), '~.');
+    assert.equal((await off()).state, 'disabled');
     assert.equal(await resolvectl('dns'), '');
+    assert.equal(await resolvectl('domain'), '');
   });
 });
