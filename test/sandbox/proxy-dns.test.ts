@@ -201,12 +201,18 @@ describe('proxy route DNS through the real systemd-resolved', { skip }, () => {
   it('networkd restarted with the route on (it forgets the link DNS): set again within the verify interval', async () => {
     // networkd drops what it was given over D-Bus when it restarts or reconfigures the link; the daemon's
     // own repairs and config applies do both.
+    const lost = 'the AP link lost its DNS while the proxy route is on: setting it again';
+    // While resolved has it, the checks leave it alone.
+    await new Promise((r) => setTimeout(r, 2 * VERIFY_MS + 500));
+    assert.equal((await daemonLog(lost)).length, 0, 'set again although resolved had it');
     await sb.execOk(['systemctl', 'restart', 'systemd-networkd.service']);
     await sb.waitFor(async () => (await resolvectl('dns')) === '', 5_000, 50);
     const t0 = Date.now();
     await sb.waitFor(async () => (await resolvectl('dns')) === '1.1.1.1', 2 * VERIFY_MS + 5_000, 200);
     console.log(`# networkd restarted → the AP link's DNS set again after ${Date.now() - t0} ms`);
     assert.equal(await resolvectl('domain'), '~.');
+    await new Promise((r) => setTimeout(r, 2 * VERIFY_MS + 500));
+    assert.deepEqual(await daemonLog(lost), [{ error: undefined, link: 'wlan0' }], 'set again once');
   });
 
   it('active:false → reverted: resolvectl dns wlan0 and domain are empty again', async () => {
