@@ -512,7 +512,12 @@ export class ProxyRoute extends EventEmitter {
       }
     } catch (err) {
       const text = err instanceof dbus.DBusError ? err.text : errText(err);
-      log.warning('setting the AP link DNS through systemd-resolved failed', { link, on, error: text });
+      log.warning('setting the AP link DNS through systemd-resolved failed', {
+        link,
+        on,
+        error: text,
+        error_code: 'DnsFailed',
+      });
     }
   }
 
@@ -540,7 +545,11 @@ export class ProxyRoute extends EventEmitter {
       if (servers.some(([family, address]) => family === 2 && Buffer.from(address).equals(ours))) return;
     } catch (err) {
       const text = err instanceof dbus.DBusError ? err.text : errText(err);
-      log.warning('reading the AP link DNS from systemd-resolved failed', { link: up.link, error: text });
+      log.warning('reading the AP link DNS from systemd-resolved failed', {
+        link: up.link,
+        error: text,
+        error_code: 'DnsFailed',
+      });
       return;
     }
     if (this.upstream !== up) return;
