@@ -37,6 +37,20 @@ export const STATE_FILE = 'openauto-proxy-route.json';
 
 /** The public DNS server the Python service gave the AP link while the route is on. */
 const DNS_SERVER = [1, 1, 1, 1];
+const RESOLVED = {
+  destination: 'org.freedesktop.resolve1',
+  path: '/org/freedesktop/resolve1',
+  interface: 'org.freedesktop.resolve1.Manager',
+};
+const NETWORKD = {
+  destination: 'org.freedesktop.network1',
+  path: '/org/freedesktop/network1',
+  interface: 'org.freedesktop.network1.Manager',
+};
+/** resolved's answer for a link another manager (networkd) owns. */
+const LINK_BUSY = 'org.freedesktop.resolve1.LinkBusy';
+/** networkd's names where they differ from resolved's. */
+const NETWORKD_MEMBER: Record<string, string> = { RevertLink: 'RevertLinkDNS' };
 
 export interface ProxyRouteDeps {
   bus?: Bus;
@@ -187,6 +201,8 @@ export class ProxyRoute extends EventEmitter {
       });
       await this.serial(async () => {
         await this.ensureUnits();
+        // Kept by resolved (or networkd) across our restart; set again in case it was lost meanwhile.
+        await this.setDns(saved.link, true);
         await this.verifyNow();
       });
       this.armVerify();
@@ -426,7 +442,11 @@ export class ProxyRoute extends EventEmitter {
   private armVerify(): void {
     if (this.verifyTimer || this.stopped) return;
     this.verifyTimer = setInterval(() => {
-      if (this.upstream !== undefined) void this.serial(() => this.verifyNow());
+      if (this.upstream !== undefined)
+        void this.serial(async () => {
+          await this.verifyNow();
+          await this.keepDns();
+        });
     }, this.deps.verifyMs);
     this.verifyTimer.unref();
   }
@@ -462,32 +482,79 @@ export class ProxyRoute extends EventEmitter {
     }
   }
 
-  /** DNS for the AP link through systemd-resolved, only when it runs (as the Python service did with resolvectl). */
+  /**
+   * DNS for the AP link through systemd-resolved, only when it runs (as the Python service did with
+   * resolvectl). resolved refuses a link systemd-networkd manages (LinkBusy, as the AP link is): then the
+   * same settings go to networkd, which hands them to resolved, which is what resolvectl does too.
+   */
   private async setDns(link: string, on: boolean): Promise<void> {
     const bus = this.deps.bus;
     if (!bus) return;
     try {
-      if (!(await bus.nameOwner('org.freedesktop.resolve1'))) return;
+      if (!(await bus.nameOwner(RESOLVED.destination))) {
+        log.info('systemd-resolved is not running: the AP link DNS is left alone', { link, on });
+        return;
+      }
       const index = Number((await readFile(`/sys/class/net/${link}/ifindex`, 'utf8')).trim());
-      const call = (member: string, signature: string, body: unknown[]) =>
-        bus.call({
-          destination: 'org.freedesktop.resolve1',
-          path: '/org/freedesktop/resolve1',
-          interface: 'org.freedesktop.resolve1.Manager',
-          member,
-          signature,
-          body,
-        });
-      if (on) {
-        await call('SetLinkDNS', 'ia(iay)', [index, [[2, Buffer.from(DNS_SERVER)]]]);
-        await call('SetLinkDomains', 'ia(sb)', [index, [['.', true]]]);
-      } else {
-        await call('RevertLink', 'i', [index]);
+      const calls: [member: string, signature: string, body: unknown[]][] = on
+        ? [
+            ['SetLinkDNS', 'ia(iay)', [index, [[2, Buffer.from(DNS_SERVER)]]]],
+            ['SetLinkDomains', 'ia(sb)', [index, [['.', true]]]],
+          ]
+        : [['RevertLink', 'i', [index]]];
+      try {
+        for (const [member, signature, body] of calls)
+          await bus.call({ ...RESOLVED, member, signature, body });
+      } catch (err) {
+        if (!(err instanceof dbus.DBusError) || err.type !== LINK_BUSY) throw err;
+        for (const [member, signature, body] of calls)
+          await bus.call({ ...NETWORKD, member: NETWORKD_MEMBER[member] ?? member, signature, body });
       }
     } catch (err) {
       const text = err instanceof dbus.DBusError ? err.text : errText(err);
-      log.warning('setting the AP link DNS through systemd-resolved failed', { link, on, error: text });
+      log.warning('setting the AP link DNS through systemd-resolved failed', {
+        link,
+        on,
+        error: text,
+        error_code: 'DnsFailed',
+      });
     }
+  }
+
+  /**
+   * networkd forgets the DNS it was given over D-Bus when it restarts or reconfigures the link (our own
+   * repairs and config applies do both): while the route is on, set it again when resolved no longer has it.
+   */
+  private async keepDns(): Promise<void> {
+    const up = this.upstream;
+    const bus = this.deps.bus;
+    if (!up || !bus) return;
+    try {
+      if (!(await bus.nameOwner(RESOLVED.destination))) return;
+      const index = Number((await readFile(`/sys/class/net/${up.link}/ifindex`, 'utf8')).trim());
+      const reply = await bus.call({ ...RESOLVED, member: 'GetLink', signature: 'i', body: [index] });
+      const servers = (await bus.getProperty(
+        {
+          destination: RESOLVED.destination,
+          path: String(reply.body[0]),
+          interface: 'org.freedesktop.resolve1.Link',
+        },
+        'DNS',
+      )) as [number, Buffer][];
+      const ours = Buffer.from(DNS_SERVER);
+      if (servers.some(([family, address]) => family === 2 && Buffer.from(address).equals(ours))) return;
+    } catch (err) {
+      const text = err instanceof dbus.DBusError ? err.text : errText(err);
+      log.warning('reading the AP link DNS from systemd-resolved failed', {
+        link: up.link,
+        error: text,
+        error_code: 'DnsFailed',
+      });
+      return;
+    }
+    if (this.upstream !== up) return;
+    log.notice('the AP link lost its DNS while the proxy route is on: setting it again', { link: up.link });
+    await this.setDns(up.link, true);
   }
 
   private unitState(unit: string): Promise<UnitState | undefined> {

@@ -1,11 +1,13 @@
-// ProxyRoute's wiring with systemd, the checks and systemd-resolved replaced by fakes (the sandbox test runs
-// the real ones; it has no systemd-resolved, so the DNS calls are only checked here): what it writes, which
-// jobs it asks for in which order, the states it reports and emits, the restart after a unit died, adoption.
+// ProxyRoute's wiring with systemd, the checks and systemd-resolved replaced by fakes (the sandbox tests run
+// the real ones: test/sandbox/proxy.test.ts, and proxy-dns.test.ts with a real resolved): what it writes,
+// which jobs it asks for in which order, the states it reports and emits, the restart after a unit died,
+// adoption.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import dbus from 'dbus-next';
 import type { Bus } from '../../src/bus/connection.js';
 import { parseProxyRequest } from '../../src/proxy/request.js';
 import { PROXY_UNIT, ProxyRoute, ROUTE_UNIT } from '../../src/proxy/route.js';
@@ -72,13 +74,19 @@ class FakeSystemd {
 }
 
 class FakeBus {
-  calls: { member: string; body: unknown[] }[] = [];
+  calls: { member: string; body: unknown[]; destination?: string }[] = [];
   resolved = true;
+  /** resolved answers LinkBusy, as it does for a link systemd-networkd manages. */
+  busy = false;
   async nameOwner() {
     return this.resolved ? ':1.9' : undefined;
   }
-  async call(spec: { member: string; body: unknown[] }) {
-    this.calls.push({ member: spec.member, body: spec.body });
+  async call(spec: { member: string; body: unknown[]; destination: string }) {
+    if (this.busy) {
+      this.calls.push({ member: spec.member, body: spec.body, destination: spec.destination });
+      if (spec.destination === 'org.freedesktop.resolve1')
+        throw new dbus.DBusError('org.freedesktop.resolve1.LinkBusy', 'Link lo is managed.');
+    } else this.calls.push({ member: spec.member, body: spec.body });
     return { body: [] };
   }
 }
@@ -173,6 +181,29 @@ describe('ProxyRoute', () => {
     await route.set(req);
     await route.set({ active: false });
     assert.deepEqual(bus.calls, []);
+    route.stop();
+  });
+
+  it('a link networkd manages (resolved: LinkBusy): the same DNS settings go to networkd', async () => {
+    const { bus, route } = make(mkdtempSync(path.join(root, 'busy-')));
+    bus.busy = true;
+    await route.start();
+    await route.set(req);
+    await route.set({ active: false });
+    const index = Number(readFileSync('/sys/class/net/lo/ifindex', 'utf8'));
+    assert.deepEqual(
+      bus.calls.map((c) => `${c.destination} ${c.member}`),
+      [
+        'org.freedesktop.resolve1 SetLinkDNS',
+        'org.freedesktop.network1 SetLinkDNS',
+        'org.freedesktop.network1 SetLinkDomains',
+        'org.freedesktop.resolve1 RevertLink',
+        'org.freedesktop.network1 RevertLinkDNS',
+      ],
+    );
+    assert.deepEqual(bus.calls[1]?.body, [index, [[2, Buffer.from([1, 1, 1, 1])]]]);
+    assert.deepEqual(bus.calls[2]?.body, [index, [['.', true]]]);
+    assert.deepEqual(bus.calls[4]?.body, [index]);
     route.stop();
   });
 
