@@ -19,6 +19,7 @@ import {
   type Sandbox,
   validConfig,
 } from '../fixtures/config/harness.js';
+import { OPENAUTO_GID } from '../helpers/ids.js';
 
 async function refused(p: Promise<unknown>): Promise<ServiceError> {
   const err = await p.then(
@@ -135,7 +136,7 @@ describe('identical content', () => {
     assert.deepEqual(await applier.apply('wifi'), { changed: false, restarted: [] });
     const st = await stat(sb.paths.hostapdConf);
     assert.equal(st.mode & 0o777, 0o640);
-    assert.equal(st.gid, 4242);
+    assert.equal(st.gid, OPENAUTO_GID);
     assert.deepEqual(sys.restarts, ['hostapd.service']);
   });
 

@@ -23,6 +23,7 @@ import {
   type Sandbox,
   validConfig,
 } from '../fixtures/config/harness.js';
+import { OPENAUTO_GID } from '../helpers/ids.js';
 
 const isRoot = process.getuid?.() === 0;
 const logs = captureLog();
@@ -36,14 +37,14 @@ describe('file modes through the applier', () => {
   after(() => process.umask(oldUmask));
 
   test('hostapd.conf 0640 group openauto when the group exists; .network 0644', async () => {
-    sb = await makeSandbox({ group: 4242 });
+    sb = await makeSandbox({ group: OPENAUTO_GID });
     await sb.writeConfig(validConfig());
     const applier = new ConfigApplier(new FakeSystem().deps(sb.paths));
     await applier.apply('wifi');
     await applier.apply('network');
     const h = await stat(sb.paths.hostapdConf);
     assert.equal(h.mode & 0o7777, 0o640);
-    if (isRoot) assert.equal(h.gid, 4242);
+    assert.equal(h.gid, OPENAUTO_GID);
     const n = await stat(sb.networkFile);
     assert.equal(n.mode & 0o7777, 0o644);
   });
