@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_AP_INTERFACE, isInterfaceName } from './config/schema.js';
-import type { RecoverySettings } from './health/recovery.js';
+import { DEFAULT_RECOVERY_SETTINGS as R, type RecoverySettings } from './health/recovery.js';
 import type { RestartRules } from './proxy/state.js';
 
 /** The installed package's root (…/openauto-system): two levels up from dist/src/ (tsc) or dist/bin/ (the bundle). */
@@ -214,14 +214,15 @@ export function defaults(): Settings {
     groupFile: '/etc/group',
     stateDir: '/var/lib/openauto-system/apply',
     pollMs: 5000,
-    fastRetries: 3,
-    fastRetryMs: 5000,
-    slowRetryMs: 60_000,
-    activatingTimeoutMs: 30_000,
-    healthyResetMs: 120_000,
+    // The repair rules' own defaults (health/recovery.ts), under the flags' names.
+    fastRetries: R.fastRetries,
+    fastRetryMs: R.fastRetryIntervalMs,
+    slowRetryMs: R.slowRetryIntervalMs,
+    activatingTimeoutMs: R.activatingTimeoutMs,
+    healthyResetMs: R.healthyResetMs,
     restartTimeoutMs: 5000,
-    resetOnRecovery: true,
-    degradedGraceMs: 5000,
+    resetOnRecovery: R.resetOnRecovery,
+    degradedGraceMs: R.degradedGraceMs,
     btProfiles: ['aa', 'hfp-ag', 'hsp-hs'],
     socketEnabled: true,
     heapTrimMs: 30_000,

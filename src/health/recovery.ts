@@ -64,7 +64,7 @@ export const DEFAULT_RECOVERY_SETTINGS: Readonly<RecoverySettings> = Object.free
   activatingTimeoutMs: DEFAULT_ACTIVATING_TIMEOUT_MS,
   healthyResetMs: 120_000,
   degradedGraceMs: 5_000,
-  resetOnRecovery: false,
+  resetOnRecovery: true,
 });
 
 export type RecoveryMode = 'none' | 'fast' | 'slow';
