@@ -3,7 +3,8 @@
 import { join } from 'node:path';
 import { setAdapter } from '../bluez/adapter.js';
 import type { Bus } from '../bus/connection.js';
-import { type ApExpectation, reconfigureLink } from '../health/functional.js';
+import type { ApExpectation } from '../health/functional.js';
+import { reconfigureLink } from '../health/repairs.js';
 import type { ServiceName } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
 import type { ApplyResult, Json } from '../service.js';

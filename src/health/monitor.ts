@@ -15,9 +15,9 @@ import {
   checkAddress,
   checkNetworkd,
   type FunctionalResult,
-  powerOnAdapter,
 } from './functional.js';
 import { DEFAULT_RECOVERY_SETTINGS, type RecoverySettings, RecoveryTracker, type Step } from './recovery.js';
+import { powerOnAdapter } from './repairs.js';
 import { type HealthMap, initialHealth, SERVICE_NAMES, SERVICES, type ServiceName } from './states.js';
 
 export interface MonitorDeps {
