@@ -261,9 +261,16 @@ describe('serialization', () => {
     const gate = new Promise<void>((r) => {
       release = r;
     });
-    sys.onRestart = () => gate;
+    let inside!: () => void;
+    const entered = new Promise<void>((r) => {
+      inside = r;
+    });
+    sys.onRestart = () => {
+      inside();
+      return gate;
+    };
     const first = applier.apply('wifi');
-    await new Promise((r) => setTimeout(r, 30)); // the first is now inside restartUnit
+    await entered; // the first is now inside restartUnit
     const waiting = [applier.apply('time'), applier.apply('bluetooth')];
     const err = await refused(applier.apply('network'));
     assert.equal(err.code, 'Busy');
