@@ -13,3 +13,17 @@ export function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Resolves once `pred` holds (checked every `stepMs`); rejects after `timeoutMs`, naming `what`. */
+export async function waitFor(
+  pred: () => boolean,
+  what: string,
+  timeoutMs = 5000,
+  stepMs = 5,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(stepMs);
+  }
+}
