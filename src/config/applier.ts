@@ -27,7 +27,7 @@ import {
   renderNetworkFile,
   TemplateError,
 } from './render.js';
-import { HEX_PSK, type SectionConfigs, type SectionName } from './schema.js';
+import { type FileSectionName, HEX_PSK, type SectionConfigs, type SectionName } from './schema.js';
 import { ApplyJournal, contentOf, sha256, snapshotOf, type TxnRecord } from './transaction.js';
 
 export interface ApplierPaths {
@@ -82,7 +82,7 @@ export interface ApplierDeps {
 const FILE_SECTIONS = {
   wifi: { service: 'hostapd', unit: 'hostapd.service', label: 'hostapd' },
   network: { service: 'networkd', unit: 'systemd-networkd.service', label: 'systemd-networkd' },
-} as const satisfies Record<string, { service: ServiceName; unit: string; label: string }>;
+} as const satisfies Record<FileSectionName, { service: ServiceName; unit: string; label: string }>;
 
 /** What GetStatus shows of a section: everything but the secret. */
 export function summarizeSection<S extends SectionName>(
