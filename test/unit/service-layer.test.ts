@@ -8,13 +8,14 @@ import { after, before, describe, it } from 'node:test';
 import dbus from 'dbus-next';
 import { Bus } from '../../src/bus/connection.js';
 import { INTERFACE, OBJECT_PATH, System1Export } from '../../src/bus/system1.js';
+import { ApplyCoordinator } from '../../src/config/apply-coordinator.js';
 import { Daemon } from '../../src/daemon.js';
 import { ServiceError } from '../../src/errors.js';
 import { HealthMonitor } from '../../src/health/monitor.js';
 import type { HealthMap } from '../../src/health/states.js';
 import { SystemdManager } from '../../src/systemd/manager.js';
 import { UnitRestarter } from '../../src/systemd/restarts.js';
-import { REPO_ROOT } from '../fixtures/config/harness.js';
+import { makeSandbox, REPO_ROOT, validConfig } from '../fixtures/config/harness.js';
 import { type PrivateBus, privateBusUnavailable, startPrivateBus } from './helpers/bluez-private-bus.js';
 import { FakeSystemd } from './helpers/fake-systemd.js';
 
@@ -170,6 +171,55 @@ describe('the core on a private bus with a fake systemd', { skip: privateBusUnav
       ownMonitor.stop();
       u.restart = 'no';
       u.restartSec = 0;
+    }
+  });
+
+  it('ApplyCoordinator: the AP expectation follows what was applied, and the monitor is told', async () => {
+    const sbx = await makeSandbox();
+    try {
+      const cfg = validConfig();
+      await sbx.writeConfig(cfg);
+      const paths = { ...sbx.paths, apInterface: 'wlan0' };
+      const applies = new ApplyCoordinator({ bus, systemd, restarter, paths });
+      const pokes: string[] = [];
+      applies.tell({ poke: (s) => pokes.push(s) });
+      await applies.start();
+      // No .network file yet: config.yaml says what the link should carry.
+      assert.deepEqual(applies.expectation(), {
+        iface: 'wlan0',
+        apIp: '10.0.0.1',
+        networkFile: sbx.networkFile,
+      });
+      fake.restarts.length = 0;
+      assert.deepEqual(await applies.apply('network'), { changed: true, restarted: ['networkd'] });
+      assert.deepEqual(
+        fake.restarts.map((r) => r.unit),
+        ['systemd-networkd.service'],
+      );
+      cfg.network = { ap_ip: '10.0.1.1', dhcp_range_start: '10.0.1.10', dhcp_range_end: '10.0.1.50' };
+      await sbx.writeConfig(cfg);
+      pokes.length = 0;
+      await applies.apply('network');
+      assert.equal(applies.expectation().apIp, '10.0.1.1');
+      assert.deepEqual(pokes, ['hostapd', 'networkd']);
+      // A section that is not the AP's changes neither.
+      pokes.length = 0;
+      await applies.apply('time').catch(() => undefined);
+      assert.deepEqual(pokes, []);
+      // A restarted daemon: the file in place holds config.yaml's section, so that is in effect.
+      const again = new ApplyCoordinator({ bus, systemd, restarter, paths });
+      await again.start();
+      assert.equal(again.expectation().apIp, '10.0.1.1');
+      assert.equal((again.summary().network as { applied_at?: string }).applied_at, 'before start');
+      // Edited since and not applied: the file does not hold it; config.yaml says what to expect.
+      cfg.network = { ap_ip: '10.0.2.1', dhcp_range_start: '10.0.2.10', dhcp_range_end: '10.0.2.50' };
+      await sbx.writeConfig(cfg);
+      const edited = new ApplyCoordinator({ bus, systemd, restarter, paths });
+      await edited.start();
+      assert.equal(edited.expectation().apIp, '10.0.2.1');
+      assert.equal(edited.summary().network, undefined);
+    } finally {
+      await sbx.cleanup();
     }
   });
 
