@@ -3,6 +3,7 @@
 // The sandbox suites repeat the essentials against real systemd.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import dbus from 'dbus-next';
@@ -219,6 +220,60 @@ describe('the core on a private bus with a fake systemd', { skip: privateBusUnav
       assert.equal(edited.expectation().apIp, '10.0.2.1');
       assert.equal(edited.summary().network, undefined);
     } finally {
+      await sbx.cleanup();
+    }
+  });
+
+  it('ApplyConfig from the bus to the file and the restart: validated, then authorized, then applied', async () => {
+    const sbx = await makeSandbox();
+    const faceBus = await Bus.connect();
+    const client = await Bus.connect();
+    try {
+      await sbx.writeConfig(validConfig());
+      const applies = new ApplyCoordinator({
+        bus,
+        systemd,
+        restarter,
+        paths: { ...sbx.paths, apInterface: 'wlan0' },
+      });
+      await applies.start();
+      const asked: string[] = [];
+      const authorizer = { check: async (_sender: string, action: string) => void asked.push(action) };
+      const daemon = new Daemon({ version: 'test', monitor, restarter, authorizer, applier: applies });
+      new System1Export(
+        faceBus,
+        daemon,
+        'test',
+        join(REPO_ROOT, 'dbus', 'org.openauto.System1.xml'),
+      ).export();
+      const apply = (section: string) =>
+        client.call({
+          destination: faceBus.uniqueName,
+          path: OBJECT_PATH,
+          interface: INTERFACE,
+          member: 'ApplyConfig',
+          signature: 's',
+          body: [section],
+        });
+      await assert.rejects(apply('hostapd'), (e: unknown) => {
+        assert.ok(e instanceof dbus.DBusError);
+        assert.equal(e.type, 'org.openauto.System1.Error.UnknownSection');
+        return true;
+      });
+      assert.deepEqual(asked, [], 'an unknown section is refused before polkit is asked');
+      fake.restarts.length = 0;
+      assert.deepEqual((await apply('wifi')).body, [true, ['hostapd']]);
+      assert.equal(asked.length, 1);
+      assert.match(await readFile(sbx.paths.hostapdConf, 'utf8'), /^ssid=Car$/m);
+      assert.deepEqual(
+        fake.restarts.map((r) => r.unit),
+        ['hostapd.service'],
+      );
+      assert.deepEqual((await apply('wifi')).body, [false, []], 'unchanged: no restart');
+      assert.equal(fake.restarts.length, 1);
+    } finally {
+      client.close();
+      faceBus.close();
       await sbx.cleanup();
     }
   });
