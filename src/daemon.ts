@@ -7,7 +7,9 @@ import { EventEmitter } from 'node:events';
 import type { ProfileClaims } from './bluez/claims-service.js';
 import type { Authorizer } from './bus/polkit.js';
 import { ACTIONS, type Action } from './bus/polkit.js';
-import { ServiceError } from './errors.js';
+import { checkSection } from './config/load.js';
+import type { SectionName } from './config/schema.js';
+import { printable, ServiceError } from './errors.js';
 import type { HealthMonitor } from './health/monitor.js';
 import { type HealthMap, resolveServiceName, SERVICES } from './health/states.js';
 import { log } from './log/journal.js';
@@ -18,7 +20,7 @@ import type { ApplyResult, Caller, Json, ProxyReply, SystemService } from './ser
 import type { UnitRestarter } from './systemd/restarts.js';
 
 export interface ConfigApplierLike {
-  apply(section: string): Promise<ApplyResult>;
+  apply(section: SectionName): Promise<ApplyResult>;
   /** Applied config per section, secrets removed. */
   summary(): { [section: string]: Json };
 }
@@ -89,15 +91,10 @@ export class Daemon extends EventEmitter implements SystemService {
     log.info(`${service} restarted`, { service, unit });
   }
 
-  async applyConfig(section: string, caller: Caller): Promise<ApplyResult> {
+  async applyConfig(name: string, caller: Caller): Promise<ApplyResult> {
+    const section = checkSection(name);
     const applier = this.deps.applier;
-    if (!applier) throw new ServiceError('UnknownSection', `unknown section '${printable(section)}'`);
-    if (!['wifi', 'network', 'bluetooth', 'time'].includes(section)) {
-      throw new ServiceError(
-        'UnknownSection',
-        `unknown section '${printable(section)}': use wifi, network, bluetooth or time`,
-      );
-    }
+    if (!applier) throw new ServiceError('UnknownSection', `unknown section '${section}'`);
     await this.authorize(caller, ACTIONS.applyConfig);
     return applier.apply(section);
   }
@@ -164,9 +161,3 @@ export class Daemon extends EventEmitter implements SystemService {
 }
 
 const OBJECT_PATH = /^\/([A-Za-z0-9_]+(\/[A-Za-z0-9_]+)*)?$/;
-
-/** A caller's string, safe to echo in a message: bounded and without control characters. */
-export function printable(s: string): string {
-  const clean = s.replace(/[\p{Cc}\p{Cf}]/gu, '?');
-  return clean.length > 64 ? `${clean.slice(0, 64)}…` : clean;
-}

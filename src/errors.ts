@@ -58,3 +58,9 @@ export function toServiceError(err: unknown): ServiceError {
   if (err instanceof ServiceError) return err;
   return new ServiceError('Internal', 'internal error (see the journal)');
 }
+
+/** A caller's string, safe to echo in a message: bounded and without control characters. */
+export function printable(s: string): string {
+  const clean = s.replace(/[\p{Cc}\p{Cf}]/gu, '?');
+  return clean.length > 64 ? `${clean.slice(0, 64)}…` : clean;
+}

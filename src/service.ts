@@ -1,5 +1,6 @@
 // The service layer: what the daemon can do, independent of how a caller reaches it.
-// Both faces (D-Bus in bus/, the NDJSON socket in ipc/) call only this interface, so no logic lives in a face.
+// Both faces (D-Bus in bus/, the NDJSON socket in ipc/) reach every action through this interface; a face
+// keeps only its wire: argument shapes, its error names, and the admission limits of its callers.
 import type { EventEmitter } from 'node:events';
 import type { HealthMap } from './health/states.js';
 import type { ProxyStatus } from './proxy/state.js';

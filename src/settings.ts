@@ -1,8 +1,12 @@
 // Every path and timing the daemon uses, from flags, then environment, then defaults. Paths are settings so
 // tests (and packagers) can redirect every file the daemon touches.
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { DEFAULT_AP_INTERFACE, isInterfaceName } from './config/schema.js';
+import { DEFAULT_RECOVERY_SETTINGS as R, type RecoverySettings } from './health/recovery.js';
+import type { RestartRules } from './proxy/state.js';
 
 /** The installed package's root (…/openauto-system): two levels up from dist/src/ (tsc) or dist/bin/ (the bundle). */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -210,14 +214,15 @@ export function defaults(): Settings {
     groupFile: '/etc/group',
     stateDir: '/var/lib/openauto-system/apply',
     pollMs: 5000,
-    fastRetries: 3,
-    fastRetryMs: 5000,
-    slowRetryMs: 60_000,
-    activatingTimeoutMs: 30_000,
-    healthyResetMs: 120_000,
+    // The repair rules' own defaults (health/recovery.ts), under the flags' names.
+    fastRetries: R.fastRetries,
+    fastRetryMs: R.fastRetryIntervalMs,
+    slowRetryMs: R.slowRetryIntervalMs,
+    activatingTimeoutMs: R.activatingTimeoutMs,
+    healthyResetMs: R.healthyResetMs,
     restartTimeoutMs: 5000,
-    resetOnRecovery: true,
-    degradedGraceMs: 5000,
+    resetOnRecovery: R.resetOnRecovery,
+    degradedGraceMs: R.degradedGraceMs,
     btProfiles: ['aa', 'hfp-ag', 'hsp-hs'],
     socketEnabled: true,
     heapTrimMs: 30_000,
@@ -225,6 +230,36 @@ export function defaults(): Settings {
     proxyDir: '/run/openauto',
     proxyVerifyMs: 10_000,
   };
+}
+
+/** The installed package's version (journal, GetStatus); 'unknown' when package.json cannot be read. */
+export function packageVersion(): string {
+  try {
+    return String(
+      (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version,
+    );
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The repair rules' timings for the health monitor's trackers. */
+export function recoveryRules(s: Settings): RecoverySettings {
+  return {
+    fastRetries: s.fastRetries,
+    fastRetryIntervalMs: s.fastRetryMs,
+    slowRetryIntervalMs: s.slowRetryMs,
+    activatingTimeoutMs: s.activatingTimeoutMs,
+    healthyResetMs: s.healthyResetMs,
+    degradedGraceMs: s.degradedGraceMs,
+    resetOnRecovery: s.resetOnRecovery,
+  };
+}
+
+/** The same rules for the proxy route's redsocks unit. */
+export function restartRules(s: Settings): RestartRules {
+  const { fastRetries, fastRetryMs, slowRetryMs, healthyResetMs, resetOnRecovery } = s;
+  return { fastRetries, fastRetryMs, slowRetryMs, healthyResetMs, resetOnRecovery };
 }
 
 export class UsageError extends Error {}
@@ -276,15 +311,35 @@ export function parseSettings(argv: string[], env: NodeJS.ProcessEnv): Settings 
     const raw = env[opt.env];
     if (raw !== undefined && raw !== '') s[opt.key] = parseValue(opt, raw);
   }
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? '';
-    const eq = arg.indexOf('=');
-    const flag = eq > 0 ? arg.slice(0, eq) : arg;
-    const opt = OPTIONS.find((o) => o.flag === flag);
-    if (!opt) throw new UsageError(`unknown option '${arg}' (see --help)`);
-    const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
-    if (value === undefined) throw new UsageError(`${flag}: needs a value`);
-    s[opt.key] = parseValue(opt, value);
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: Object.fromEntries(OPTIONS.map((o) => [o.flag.slice(2), { type: 'string' as const }])),
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message.split('\n')[0]} (see --help)`);
+  }
+  for (const opt of OPTIONS) {
+    const value = values[opt.flag.slice(2)];
+    if (typeof value === 'string') s[opt.key] = parseValue(opt, value);
   }
   return s as unknown as Settings;
+}
+
+/** The settings from the command line and environment; undefined after --help. Exits 2 on bad usage. */
+export function readSettings(argv: string[], env: NodeJS.ProcessEnv): Settings | undefined {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(usage());
+    return undefined;
+  }
+  try {
+    return parseSettings(argv, env);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`openauto-system: ${err.message}\n`);
+    process.exit(2);
+  }
 }

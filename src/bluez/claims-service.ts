@@ -1,6 +1,6 @@
 // What ClaimProfile / ReleaseProfile do: which enabled profile a UUID names and who holds it (claims.ts),
 // until its holder's bus connection ends. daemon.ts validates and authorizes before calling this.
-import { ServiceError } from '../errors.js';
+import { printable, ServiceError } from '../errors.js';
 import { log } from '../log/journal.js';
 import { type Claim, ClaimTable } from './claims.js';
 import { PROFILES, type ProfileDef, type ProfileKey, profileFields } from './profile-catalogue.js';
@@ -91,10 +91,4 @@ export class ProfileClaims {
   get(key: ProfileKey): Claim | undefined {
     return this.table.get(key);
   }
-}
-
-/** A caller's string, safe to echo in a message: bounded and without control characters. */
-function printable(s: string): string {
-  const clean = s.replace(/[\p{Cc}\p{Cf}]/gu, '?');
-  return clean.length > 64 ? `${clean.slice(0, 64)}…` : clean;
 }

@@ -1,7 +1,7 @@
 // Our org.bluez.Profile1 objects: only org.bluez's owner may call them; NewConnection's socket goes on to the
 // claimant's own Profile1 object or is refused (Rejected), and our copy is closed before we answer.
 import dbus from 'dbus-next';
-import { type Bus, type DBusMessage, NO_AUTO_START } from '../bus/connection.js';
+import { type Bus, type DBusMessage, errorReply, NO_AUTO_START } from '../bus/connection.js';
 import { errText, type Fields, log } from '../log/journal.js';
 import type { ProfileClaims } from './claims-service.js';
 import { PROFILE_IFACE, type ProfileDef, type ProfileKey, profileFields } from './profile-catalogue.js';
@@ -227,8 +227,6 @@ export class Profile1Export {
   }
 
   private replyError(msg: DBusMessage, name: string, text: string): void {
-    this.deps.bus.send(
-      (Message.newError as unknown as (m: DBusMessage, n: string, t: string) => DBusMessage)(msg, name, text),
-    );
+    this.deps.bus.send(errorReply(msg, name, text));
   }
 }

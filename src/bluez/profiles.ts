@@ -1,6 +1,7 @@
 // Puts the BlueZ profiles together on the daemon's one bus connection (BlueZ calls a profile back on the
 // connection that registered it), follows org.bluez's owner and departing clients, and reports status.
 import type { Bus } from '../bus/connection.js';
+import { monotonicMs, WallClock } from '../clock.js';
 import { errText, log } from '../log/journal.js';
 import { ProfileClaims } from './claims-service.js';
 import { BLUEZ, enabledProfiles, type ProfileDef } from './profile-catalogue.js';
@@ -43,10 +44,6 @@ export type ProfileStatus = {
   refused_callers: number;
 };
 
-function monotonicMs(): number {
-  return Number(process.hrtime.bigint() / 1_000_000n);
-}
-
 export class BluezProfiles {
   readonly claims: ProfileClaims;
   private readonly bus: Bus;
@@ -56,8 +53,7 @@ export class BluezProfiles {
   private owner: string | undefined;
   /** Bumped by every org.bluez NameOwnerChanged: a GetNameOwner answer older than a signal is stale. */
   private ownerEpoch = 0;
-  /** Date.now() − clock.now(), as status() last settled it. */
-  private wallOffset: number | undefined;
+  private readonly wall = new WallClock();
   private started = false;
   private stopped = false;
   private setupTimer: NodeJS.Timeout | undefined;
@@ -116,13 +112,7 @@ export class BluezProfiles {
 
   /** The GetStatus "profiles" section: per profile, registration, last error and claim. */
   status(): { [key: string]: ProfileStatus } {
-    // The clocks' offset is kept while it holds within a second: read anew each call, it would move every
-    // time by a millisecond now and then, and GetStatus's answer is cached only while its content is the same.
-    const offset = Date.now() - monotonicMs();
-    if (this.wallOffset === undefined || Math.abs(offset - this.wallOffset) > 1000) this.wallOffset = offset;
-    const wallOffset = this.wallOffset;
-    const iso = (t: number | undefined): string | null =>
-      t === undefined ? null : new Date(wallOffset + t).toISOString();
+    const iso = this.wall.converter();
     const out: { [key: string]: ProfileStatus } = {};
     for (const def of this.defs) {
       const v = this.registration.view(def.key);

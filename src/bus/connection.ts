@@ -409,3 +409,12 @@ export const NO_AUTO_START = 0x2;
 
 /** The D-Bus header flag a caller sets when it is willing to wait for interactive authorization. */
 export const ALLOW_INTERACTIVE_AUTHORIZATION = 0x4;
+
+/** An error reply to `msg` (dbus-next's typings lack Message.newError, which it has). */
+export function errorReply(msg: DBusMessage, name: string, text: string): DBusMessage {
+  return (dbus.Message.newError as unknown as (m: DBusMessage, n: string, t: string) => DBusMessage)(
+    msg,
+    name,
+    text,
+  );
+}

@@ -8,7 +8,7 @@ import { DBUS_ERROR_NAMES, ServiceError, toServiceError } from '../errors.js';
 import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
 import type { Caller, Json, ProxyReply, SystemService } from '../service.js';
-import { ALLOW_INTERACTIVE_AUTHORIZATION, type Bus, type DBusMessage } from './connection.js';
+import { ALLOW_INTERACTIVE_AUTHORIZATION, type Bus, type DBusMessage, errorReply } from './connection.js';
 import { type InterfaceSpec, interfaceElement, parseInterface, toXml2js } from './introspection.js';
 import { BUSY_MESSAGE } from './polkit.js';
 import { RawReplies } from './raw-reply.js';
@@ -168,7 +168,7 @@ export class System1Export {
       const m = spec.methods.find((x) => x.name === msg.member);
       if (m && (msg.signature ?? '') !== m.inSignature) {
         this.bus.send(
-          (dbus.Message.newError as unknown as (m: DBusMessage, name: string, text: string) => DBusMessage)(
+          errorReply(
             msg,
             DBUS_ERROR_NAMES.InvalidArgs,
             `${m.name} takes arguments of signature '${m.inSignature}'`,

@@ -19,7 +19,7 @@ import {
   restoreSnapshot,
   writeAtomic,
 } from './atomic.js';
-import { checkSection, rawSection, readConfig, validateRaw } from './load.js';
+import { rawSection, readConfig, validateRaw } from './load.js';
 import {
   countryFromHostapdConf,
   NETWORK_FILE,
@@ -27,7 +27,7 @@ import {
   renderNetworkFile,
   TemplateError,
 } from './render.js';
-import { HEX_PSK, type SectionConfigs, type SectionName } from './schema.js';
+import { type FileSectionName, HEX_PSK, type SectionConfigs, type SectionName } from './schema.js';
 import { ApplyJournal, contentOf, sha256, snapshotOf, type TxnRecord } from './transaction.js';
 
 export interface ApplierPaths {
@@ -82,7 +82,7 @@ export interface ApplierDeps {
 const FILE_SECTIONS = {
   wifi: { service: 'hostapd', unit: 'hostapd.service', label: 'hostapd' },
   network: { service: 'networkd', unit: 'systemd-networkd.service', label: 'systemd-networkd' },
-} as const satisfies Record<string, { service: ServiceName; unit: string; label: string }>;
+} as const satisfies Record<FileSectionName, { service: ServiceName; unit: string; label: string }>;
 
 /** What GetStatus shows of a section: everything but the secret. */
 export function summarizeSection<S extends SectionName>(
@@ -148,11 +148,6 @@ export class ConfigApplier {
 
   get networkFile(): string {
     return path.join(this.paths.networkDir, NETWORK_FILE);
-  }
-
-  /** Applies currently running plus waiting. */
-  get pending(): number {
-    return this.inFlight;
   }
 
   /** Start-up housekeeping: removes temp files a crash mid-write may have left. Returns how many. */
@@ -299,10 +294,10 @@ export class ConfigApplier {
     return out;
   }
 
-  /** Applies one section of config.yaml. Serialized: one apply runs at a time, others wait their turn, and
-   * beyond maxWaiting waiting callers get ServiceError('Busy'). Throws ServiceError only. */
-  async apply(section: string): Promise<ApplyResult> {
-    const s = checkSection(section);
+  /** Applies one section of config.yaml (the service layer checked its name). The one queue of applies: one
+   * runs at a time, others wait their turn, and beyond maxWaiting callers get ServiceError('Busy'). Throws
+   * ServiceError only. */
+  async apply(s: SectionName): Promise<ApplyResult> {
     if (this.inFlight > this.maxWaiting) {
       throw new ServiceError('Busy', 'too many configuration changes are waiting; try again shortly');
     }

@@ -39,16 +39,6 @@ function isMissing(err: unknown): boolean {
   return code === 'ENOENT';
 }
 
-/** Current content of `file`, or null when it does not exist. */
-export async function readCurrent(file: string): Promise<Buffer | null> {
-  try {
-    return await readFile(file);
-  } catch (err) {
-    if (isMissing(err)) return null;
-    throw err;
-  }
-}
-
 /** Content, mode and owner of `file`, or null when it does not exist. */
 export async function readSnapshot(file: string): Promise<FileSnapshot | null> {
   let fh: Awaited<ReturnType<typeof open>>;
@@ -64,6 +54,16 @@ export async function readSnapshot(file: string): Promise<FileSnapshot | null> {
     return { data: await fh.readFile(), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
   } finally {
     await fh.close();
+  }
+}
+
+/** Current content of `file`, or null when it does not exist. */
+async function readCurrent(file: string): Promise<Buffer | null> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    if (isMissing(err)) return null;
+    throw err;
   }
 }
 
@@ -116,17 +116,6 @@ export async function writeAtomic(
   } finally {
     if (!renamed) await unlink(tmp).catch(() => undefined);
   }
-}
-
-/** Writes `content` unless the file already holds exactly that. Returns whether it wrote. */
-export async function writeIfChanged(
-  file: string,
-  content: string | Buffer,
-  meta: FileMeta,
-): Promise<boolean> {
-  if (await hasContent(file, content)) return false;
-  await writeAtomic(file, content, meta);
-  return true;
 }
 
 /** Brings mode and group of an existing file in line with `meta` without touching its content (a file left

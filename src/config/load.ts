@@ -4,7 +4,7 @@
 // bounded size is read, YAML aliases are capped (no "billion
 // laughs"), and no message ever quotes the file's content or its path (a parse error says where, never what).
 import { Alias, type Document, isMap, isScalar, isSeq, type Node, type YAMLMap } from 'yaml';
-import { ServiceError } from '../errors.js';
+import { printable, ServiceError } from '../errors.js';
 import { type OpenedFile, openSafely, UnsafePathError } from './safe-path.js';
 import {
   type FieldNames,
@@ -242,16 +242,12 @@ export function rawSection(cfg: ConfigFile, section: SectionName): RawSection {
   return { values, names, problems: [...problems] };
 }
 
-/** The resolved raw values of section `name` in the config file at `file` (UnknownSection, ConfigUnreadable). */
-export async function loadRawSection(file: string, name: string): Promise<RawSection> {
-  const section = checkSection(name);
-  return rawSection(await readConfig(file), section);
-}
-
-/** Throws ServiceError('UnknownSection') unless `name` is one of the four sections. */
+/** Throws ServiceError('UnknownSection') unless `name` is one of the four sections: the one check of a
+ * caller's section name. */
 export function checkSection(name: string): SectionName {
   if (isSectionName(name)) return name;
-  throw new ServiceError('UnknownSection', `unknown section; expected one of ${SECTION_NAMES.join(', ')}`);
+  const names = `${SECTION_NAMES.slice(0, -1).join(', ')} or ${SECTION_NAMES.at(-1)}`;
+  throw new ServiceError('UnknownSection', `unknown section '${printable(name)}': use ${names}`);
 }
 
 /** Validates a resolved section; throws ServiceError('InvalidConfig') listing every problem, joined by '; '. */

@@ -12,6 +12,9 @@ import * as z from 'zod';
 
 export const SECTION_NAMES = ['wifi', 'network', 'bluetooth', 'time'] as const;
 export type SectionName = (typeof SECTION_NAMES)[number];
+/** The sections applied by writing a system file and restarting its unit. */
+export const FILE_SECTION_NAMES = ['wifi', 'network'] as const satisfies readonly SectionName[];
+export type FileSectionName = (typeof FILE_SECTION_NAMES)[number];
 
 export function isSectionName(name: string): name is SectionName {
   return (SECTION_NAMES as readonly string[]).includes(name);

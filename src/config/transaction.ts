@@ -10,6 +10,7 @@ import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
 import { cleanTempFiles, type FileSnapshot, writeAtomic } from './atomic.js';
+import { FILE_SECTION_NAMES } from './schema.js';
 
 const PHASES = ['prepared', 'written', 'restored'] as const;
 
@@ -22,7 +23,7 @@ const SnapshotSchema = z.object({
 
 export const TxnRecordSchema = z.object({
   version: z.literal(1),
-  section: z.enum(['wifi', 'network']),
+  section: z.enum(FILE_SECTION_NAMES),
   file: z.string().startsWith('/'),
   unit: z.string().regex(/^[A-Za-z0-9@._-]+\.service$/),
   link: z.string().optional(),
@@ -123,6 +124,9 @@ export class ApplyJournal {
 
   /** Temp files of an interrupted record write. */
   cleanTemp(): Promise<number> {
-    return cleanTempFiles(this.dir, [this.fileOf('wifi'), this.fileOf('network')]);
+    return cleanTempFiles(
+      this.dir,
+      FILE_SECTION_NAMES.map((s) => this.fileOf(s)),
+    );
   }
 }

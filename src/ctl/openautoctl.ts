@@ -3,12 +3,10 @@
 // scripts (--json). It needs nothing the daemon does not export to every local user, except apply/restart,
 // which polkit decides.
 import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import dbus from 'dbus-next';
-import { Bus } from '../bus/connection.js';
-
-const NAME = 'org.openauto.System';
-const PATH = '/org/openauto/System';
-const IFACE = 'org.openauto.System1';
+import { ALLOW_INTERACTIVE_AUTHORIZATION, Bus } from '../bus/connection.js';
+import { INTERFACE as IFACE, BUS_NAME as NAME, OBJECT_PATH as PATH } from '../bus/system1.js';
 
 const USAGE = `Usage: openautoctl [--json] COMMAND
 Commands:
@@ -54,12 +52,31 @@ function printTree(v: unknown, indent = ''): void {
   }
 }
 
+type Options = { json?: boolean; user?: string; 'password-file'?: string; verify?: boolean };
+
 async function main(argv: string[]): Promise<number> {
-  const json = argv.includes('--json');
-  const args = argv.filter((a) => a !== '--json');
-  if (args.length === 0 || args.includes('--help') || args.includes('-h')) {
+  let parsed: { values: Options & { help?: boolean }; positionals: string[] };
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        user: { type: 'string' },
+        'password-file': { type: 'string' },
+        verify: { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`openautoctl: ${(err as Error).message.split('\n')[0]}\n${USAGE}`);
+    return 2;
+  }
+  const { values: opts, positionals: args } = parsed;
+  const json = opts.json === true;
+  if (args.length === 0 || opts.help) {
     process.stdout.write(USAGE);
-    return args.length === 0 ? 2 : 0;
+    return args.length === 0 && !opts.help ? 2 : 0;
   }
   const [cmd, arg] = args;
   const bus = await Bus.connect();
@@ -73,7 +90,7 @@ async function main(argv: string[]): Promise<number> {
       body,
       // apply and restart wait for systemd jobs and maybe for a password prompt.
       timeoutMs: 90_000,
-      flags: 0x4,
+      flags: ALLOW_INTERACTIVE_AUTHORIZATION,
     });
   try {
     switch (cmd) {
@@ -129,7 +146,7 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case 'proxy':
-        return await proxy(args.slice(1), json, call);
+        return await proxy(args.slice(1), opts, call);
       default:
         process.stderr.write(`openautoctl: unknown command '${cmd}'\n${USAGE}`);
         return 2;
@@ -159,20 +176,13 @@ function printProxy(s: Record<string, unknown>, json: boolean): number {
   return s.ok === false ? 1 : 0;
 }
 
-async function proxy(args: string[], json: boolean, call: Call): Promise<number> {
+async function proxy(args: string[], opts: Options, call: Call): Promise<number> {
   const [sub, ...rest] = args;
-  const flag = (name: string): string | undefined => {
-    const i = rest.indexOf(name);
-    if (i === -1) return undefined;
-    const v = rest[i + 1];
-    if (v === undefined) throw new Error(`${name} needs a value`);
-    rest.splice(i, 2);
-    return v;
-  };
+  const json = opts.json === true;
   switch (sub) {
     case 'on': {
-      const user = flag('--user') ?? 'oap';
-      const file = flag('--password-file');
+      const user = opts.user ?? 'oap';
+      const file = opts['password-file'];
       if (!file) throw new Error('proxy on needs --password-file FILE');
       const [host, portText, ...extra] = rest;
       if (!host || !portText || extra.length > 0)
@@ -187,8 +197,7 @@ async function proxy(args: string[], json: boolean, call: Call): Promise<number>
       return printProxy(plain(r.body[0]) as Record<string, unknown>, json);
     }
     case 'status': {
-      const verify = rest.includes('--verify');
-      const r = await call('GetProxyStatus', 'b', [verify]);
+      const r = await call('GetProxyStatus', 'b', [opts.verify === true]);
       return printProxy(plain(r.body[0]) as Record<string, unknown>, json);
     }
     default:

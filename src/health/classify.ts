@@ -1,33 +1,8 @@
-// classify: one observation of a watched unit -> its HealthState. Pure: no I/O, no clock of its own.
-//
-// Inputs
-//   obs    what systemd (and the functional check) said about the unit last; undefined = never observed yet.
-//   nowMs  the caller's clock in ms. The activating timeout compares it with obs.activatingSinceMs, so both
-//          must come from the same clock. systemd's *TimestampMonotonic properties are CLOCK_MONOTONIC µs,
-//          and so is Node's process.hrtime.bigint() (ns): nowMs = Number(process.hrtime.bigint() / 1000000n)
-//          and activatingSinceMs = Number(InactiveExitTimestampMonotonic / 1000n) are directly comparable.
-//
-// Rules (the contract's health states, with the cases it leaves open decided here):
-//   no observation                          -> unknown
-//   LoadState not-found or masked           -> missing (not installed, or forbidden to run by the admin: it
-//                                              cannot be started, and the monitor never tries to)
-//   ActiveState active, reloading, refreshing
-//     functional check failed (ok: false)   -> degraded
-//     functional check passed or undefined  -> active. `functional` undefined means no check applies or none
-//                                              has completed yet; a check that errored or timed out must be
-//                                              passed as { ok: false } by the caller, never as undefined.
-//   ActiveState activating                  -> activating; failed once it has lasted activatingTimeoutMs or
-//                                              more (now - activatingSinceMs >= timeout). Without
-//                                              activatingSinceMs it stays activating here (the recovery
-//                                              tracker fills in the time it first saw the unit activating).
-//                                              systemd's own auto-restart wait is an activating sub-state too.
-//   ActiveState deactivating                -> inactive (on its way down, not serving; the recovery tracker
-//                                              waits for systemd to finish before acting)
-//   ActiveState inactive                    -> inactive, but failed when LoadState is error or bad-setting
-//                                              (the unit file cannot be loaded: it is broken, not stopped)
-//   ActiveState failed                      -> failed
-//   ActiveState maintenance                 -> inactive (systemd is cleaning the unit's resources)
-//   any other ActiveState                   -> unknown (a value this code does not know; it takes no action)
+// classify: one observation of a watched unit -> its HealthState, pure (no I/O, no clock of its own). `nowMs`
+// and `obs.activatingSinceMs` must share a clock: CLOCK_MONOTONIC, like systemd's *TimestampMonotonic.
+// Decided where the contract leaves it open: masked is missing (never started by us); a check that errored
+// must be passed as { ok: false }; deactivating and maintenance are inactive; an inactive unit that cannot
+// be loaded (error, bad-setting) is failed; an unknown ActiveState is unknown (no action).
 import type { HealthState } from './states.js';
 
 /** What the caller saw of one unit. Strings are systemd's own property values. */

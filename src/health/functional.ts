@@ -1,4 +1,5 @@
-// Functional checks: is the service doing its job, beyond systemd saying "active"? No child processes:
+// Functional checks (reads only; the repairs are in repairs.ts): is the service doing its job, beyond systemd
+// saying "active"? No child processes:
 // interface addresses come from getifaddrs (os.networkInterfaces), networkd's view from
 // org.freedesktop.network1, the adapter from BlueZ on the daemon's one bus connection.
 import { readFileSync } from 'node:fs';
@@ -78,26 +79,8 @@ export async function checkNetworkd(bus: Bus, exp: ApExpectation): Promise<Funct
   return { ok: true, detail: `${exp.iface} configured by networkd with ${exp.apIp} and its DHCP server` };
 }
 
-/**
- * Asks networkd to reconfigure one link from its current .network file. A restart of networkd keeps addresses
- * it no longer configures (a changed ap_ip would leave the old one on wlan0); reconfiguring drops them.
- */
-export async function reconfigureLink(bus: Bus, iface: string): Promise<void> {
-  const index = readIfindex(iface);
-  if (index === undefined) throw new Error(`${iface} does not exist`);
-  await bus.call({
-    destination: NETWORK1,
-    path: '/org/freedesktop/network1',
-    interface: `${NETWORK1}.Manager`,
-    member: 'ReconfigureLink',
-    signature: 'i',
-    body: [index],
-    flags: NO_AUTO_START,
-  });
-}
-
 /** The kernel's index of an interface, from sysfs (Node has no netlink API). */
-function readIfindex(name: string): number | undefined {
+export function readIfindex(name: string): number | undefined {
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) return undefined;
   try {
     return Number.parseInt(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8'), 10);
@@ -120,8 +103,4 @@ export async function checkAdapter(bus: Bus, adapter = 'hci0'): Promise<Function
     }
     return { ok: false, detail: `BlueZ did not answer about ${adapter}: ${errText(err)}` };
   }
-}
-
-export async function powerOnAdapter(bus: Bus, adapter = 'hci0'): Promise<void> {
-  await bus.setProperty(adapterTarget(adapter), 'Powered', 'b', true);
 }

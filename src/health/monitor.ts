@@ -3,6 +3,7 @@
 // UnitRestarter, keeps the health map, and emits 'healthChanged' only when a state really changes.
 import { EventEmitter } from 'node:events';
 import type { Bus } from '../bus/connection.js';
+import { monotonicMs, WallClock } from '../clock.js';
 import { errText, log } from '../log/journal.js';
 import type { Json } from '../service.js';
 import type { SystemdManager, UnitState } from '../systemd/manager.js';
@@ -14,9 +15,9 @@ import {
   checkAddress,
   checkNetworkd,
   type FunctionalResult,
-  powerOnAdapter,
 } from './functional.js';
 import { DEFAULT_RECOVERY_SETTINGS, type RecoverySettings, RecoveryTracker, type Step } from './recovery.js';
+import { powerOnAdapter } from './repairs.js';
 import { type HealthMap, initialHealth, SERVICE_NAMES, SERVICES, type ServiceName } from './states.js';
 
 export interface MonitorDeps {
@@ -27,11 +28,6 @@ export interface MonitorDeps {
   recovery: Partial<RecoverySettings>;
   /** What the AP should look like, from the applied config (read on each check). */
   expectation: () => ApExpectation;
-}
-
-/** CLOCK_MONOTONIC in ms: the clock of systemd's *TimestampMonotonic, immune to the Pi setting its time. */
-export function monotonicMs(): number {
-  return Number(process.hrtime.bigint() / 1_000_000n);
 }
 
 interface Watched {
@@ -93,8 +89,7 @@ export class HealthMonitor extends EventEmitter {
   private polls = 0;
   private pollTimer: NodeJS.Timeout | undefined;
   private stopped = false;
-  /** Date.now() − monotonicMs(), as status() last settled it. */
-  private wallOffset: number | undefined;
+  private readonly wall = new WallClock();
 
   constructor(private readonly deps: MonitorDeps) {
     super();
@@ -209,14 +204,8 @@ export class HealthMonitor extends EventEmitter {
 
   /** Per service: unit state, functional result, retries, recovery mode, next attempt and last change. */
   status(): { [key: string]: Json } {
-    // Tracker times are monotonic; show them as wall-clock ISO times. The offset between the clocks is kept
-    // while it holds within a second (reading both clocks anew each call would move every time by a
-    // millisecond now and then, and GetStatus's answer is cached only while its content stays the same).
-    const offset = Date.now() - monotonicMs();
-    if (this.wallOffset === undefined || Math.abs(offset - this.wallOffset) > 1000) this.wallOffset = offset;
-    const wallOffset = this.wallOffset;
-    const iso = (t: number | undefined): Json =>
-      t === undefined ? null : new Date(wallOffset + t).toISOString();
+    // Tracker times are monotonic; shown as wall-clock ISO times.
+    const iso = this.wall.converter();
     const out: { [key: string]: Json } = {};
     for (const w of this.watched.values()) {
       const unit = this.deps.systemd.state(w.unit);

@@ -1,43 +1,14 @@
-// RecoveryTracker: the recovery decisions for one watched unit, as a pure state machine. It does no I/O, runs
-// no timers and never reads a clock: every input carries `now` (ms, monotonic, same clock as the
-// observations' activatingSinceMs; see classify.ts), and every input returns a Step saying what to do now.
+// RecoveryTracker: the recovery decisions for one watched unit, as a pure state machine: no I/O, no timers,
+// no clock; every input carries `now` (monotonic ms) and returns a Step (an action to run, notes to log,
+// whether the state changed, when to tick next). The I/O side is health/monitor.ts.
 //
-// Driving it (the I/O layer, one tracker per service):
-//   observe(now, obs)          after every observation: a PropertiesChanged signal, the 5 s safety poll, a
-//                              functional check result. Observations may arrive at any rate; they never move
-//                              a schedule, because every time the tracker keeps is that of an attempt or of a
-//                              state change, never that of an observation.
-//   actionFinished(now, ok)    exactly once per action the tracker returned (in a finally block), when the
-//                              restart job or the Powered write has finished. Then observe the unit again.
-//   externalStarted(now)       as soon as a caller's RestartService or a config apply asks for this unit,
-//   externalFinished(now)      and when it has finished (finally). Counted, so holds may nest. Then observe.
-//   tick(now)                  when the timer for the last Step's nextWakeAt fires (firing late or early is
-//                              harmless: nothing happens before its time, everything due happens on the call).
-// Every Step: run `action` if there is one (at most one at a time: nothing else is returned until its
-// actionFinished), log each note with log[note.level](note.message, note.fields), emit HealthChanged when
-// `stateChanged`, and re-arm the single timer for `nextWakeAt` (undefined: no timer needed).
-//
-// The rules (the seed's recovery table, made exact). An attempt is a restart, or for bluetooth degraded a
-// power-on of the adapter; `retries` counts the attempts since the counter was last reset.
-//   - failed or inactive: attempt 1 at once; attempts 2..1+fastRetries (the fast retries) fastRetryIntervalMs
-//     after the previous attempt; every later attempt slowRetryIntervalMs after the previous one, forever.
-//     Intervals run from the start of the previous attempt and no attempt starts before the previous one
-//     finished. A restart that fails (actionFinished(false)) just leaves the schedule to run on.
-//   - activating for activatingTimeoutMs or more counts as failed (classify).
-//   - degraded: the same schedule once it has lasted degradedGraceMs (a functional check may lag a start by
-//     a moment). The repair is a restart, except for bluetooth, where it alternates power-on-adapter, restart,
-//     power-on-adapter, ... (first try Powered=true; restart if that did not help by the next attempt; after a
-//     restart, bluetoothd may bring the adapter up unpowered, so power it on again).
-//   - back to active after attempts: a "recovered" note and mode 'none' (no attempt pending). The counter
-//     returns to 0 once the unit has been active continuously for healthyResetMs, measured from the moment
-//     it became active. If it fails again before that, the schedule carries on from the last attempt, so a
-//     unit that dies right after every successful restart moves to slow retries instead of being restarted in
-//     a tight loop. With resetOnRecovery: true, the counter is reset at the recovery itself instead.
-//   - nothing is attempted while: the unit is missing or unknown; an action of ours is in flight; a caller
-//     holds the unit (externalStarted); systemd itself is working on it (activating, deactivating,
-//     reloading, a queued job, the auto-restart sub-state), for at most activatingTimeoutMs from when that
-//     began, after which the unit is treated as stuck; after actionFinished/externalFinished until the next
-//     observe (an observation taken in the middle of a restart must not trigger another one).
+// The rules: failed or inactive → attempt 1 at once, then `fastRetries` attempts `fastRetryIntervalMs` apart,
+// then one every `slowRetryIntervalMs`, forever (each from the start of the previous, never overlapping).
+// Degraded → the same once it lasted `degradedGraceMs`; for bluetooth the repair alternates power-on and
+// restart. Back to active → the counter resets at once (resetOnRecovery, what ships) or after
+// `healthyResetMs` healthy, so a unit that dies right after each restart moves to slow retries. Nothing is
+// attempted while the unit is missing, our action runs, a caller holds the unit, or systemd itself works on
+// it (up to `activatingTimeoutMs`).
 import type { Fields } from '../log/journal.js';
 import { classify, DEFAULT_ACTIVATING_TIMEOUT_MS, type UnitObservation } from './classify.js';
 import { type HealthState, SERVICES, type ServiceName } from './states.js';
@@ -64,7 +35,7 @@ export const DEFAULT_RECOVERY_SETTINGS: Readonly<RecoverySettings> = Object.free
   activatingTimeoutMs: DEFAULT_ACTIVATING_TIMEOUT_MS,
   healthyResetMs: 120_000,
   degradedGraceMs: 5_000,
-  resetOnRecovery: false,
+  resetOnRecovery: true,
 });
 
 export type RecoveryMode = 'none' | 'fast' | 'slow';

@@ -1,18 +1,8 @@
-// Giving memory back after a burst. V8 grows its heap for a burst of requests and, once the memory reducer
-// has run after start-up, often keeps what it grew: 10,000 requests left the daemon's heap at 15 MB holding
-// 6.6 MB of live objects, ~8 MB of RSS above where it started, for as long as nothing else happened (the
-// bench/memory.ts figures). A full collection gives it back (57 -> 49 MB measured). So every `intervalMs` the
-// trimmer reads the heap's committed size and collects when it has grown more than `slackBytes` past either
-//  - the heap after the last collection (growth under load: bounds the sawtooth while busy), or
-//  - the floor, the smallest heap any collection has left. This one matters once the load stops: a collection
-//    in the middle of a busy spell leaves a large heap behind (in-flight requests are live), and judged only
-//    against that the quiet heap would never be collected (a 30-minute soak ended 3.2 MB up that way).
-// A floor collection that cannot get back near the floor means the live set really grew; the floor check
-// then backs off (1, 2, 4 ... `maxBackoffChecks` intervals) so a daemon that legitimately holds more does
-// not collect every interval forever. Growth under load resets the back-off: the heap is moving, not
-// settled. A quiet daemon at its floor does nothing: the check is one read of V8's counters.
-//
-// The collection needs node's --expose-gc (the shipped unit passes it); without it this does nothing.
+// Giving memory back after a burst: V8 keeps a heap a burst of requests grew. Every `intervalMs` the heap's
+// committed size is read, and a full collection runs when it has grown `slackBytes` past the last collection
+// (growth under load) or past the floor, the smallest heap any collection left (a quiet daemon after a burst).
+// A floor collection that frees little means the live set grew: the floor check backs off. Needs node's
+// --expose-gc (the shipped unit passes it); without it nothing happens. Figures: README, "Memory".
 import { getHeapStatistics } from 'node:v8';
 import { errText, log } from '../log/journal.js';
 

@@ -20,8 +20,6 @@ export interface UnitState {
   inactiveExitMonotonicUs: bigint;
   /** When the unit last entered 'active'. */
   activeEnterMonotonicUs: bigint;
-  /** Wall-clock microseconds of the last ActiveState change, for display. */
-  stateChangeRealtimeUs: bigint;
   /** Path of the job queued for the unit, '/' when none. */
   jobPath: string;
 }
@@ -53,10 +51,6 @@ export function parseUnitProps(props: Record<string, unknown>, prev?: UnitState)
       'ActiveEnterTimestampMonotonic' in props
         ? toBig(get('ActiveEnterTimestampMonotonic'))
         : (prev?.activeEnterMonotonicUs ?? 0n),
-    stateChangeRealtimeUs:
-      'StateChangeTimestamp' in props
-        ? toBig(get('StateChangeTimestamp'))
-        : (prev?.stateChangeRealtimeUs ?? 0n),
     // Job is (uo): [id, path].
     jobPath: Array.isArray(job) ? String(job[1]) : (prev?.jobPath ?? '/'),
   };

@@ -94,11 +94,14 @@ export class UnitRestarter {
 
   /**
    * Runs fn while holding the unit (a config apply rewrites a file and restarts, possibly twice on rollback,
-   * all as one turn). Throws ServiceError('Busy') when too many are already waiting.
+   * all as one turn). Throws ServiceError('Busy') when too many are already waiting, except for an apply:
+   * applies already waited in the applier's one queue, whose limit is the only Busy they answer.
    */
   async hold<T>(unit: string, origin: RestartOrigin, fn: () => Promise<T>): Promise<T> {
     const waiting = this.depth.get(unit) ?? 0;
-    if (waiting > MAX_WAITING) throw new ServiceError('Busy', `too many restarts of ${unit} are waiting`);
+    if (waiting > MAX_WAITING && origin !== 'apply') {
+      throw new ServiceError('Busy', `too many restarts of ${unit} are waiting`);
+    }
     this.depth.set(unit, waiting + 1);
     this.tell(unit, origin, 'start');
     const prev = this.tails.get(unit) ?? Promise.resolve();

@@ -4,6 +4,7 @@
 // below the burst (the spare is for the app, an admin or systemd's own Restart=), and a unit found at the
 // limit is cleared with ResetFailedUnit right before the restart the recovery rules ask for.
 import type { Bus } from '../bus/connection.js';
+import { monotonicMs } from '../clock.js';
 import type { SystemdManager } from './manager.js';
 
 export interface StartLimit {
@@ -28,10 +29,6 @@ export function paceDelay(history: readonly number[], now: number, limit: StartL
   // The start that must leave the window first.
   const oldest = recent[recent.length - allowed] as number;
   return Math.max(0, oldest + limit.intervalMs + PACE_MARGIN_MS - now);
-}
-
-function monotonicMs(): number {
-  return Number(process.hrtime.bigint() / 1_000_000n);
 }
 
 export class StartLimits {

@@ -9,7 +9,7 @@
 //     applying; no byte of the root-only file may come out anywhere.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { APP_USER, daemonBuilt, OTHER_USER, Sandbox, sandboxUnavailable } from './harness.js';
+import { APP_USER, daemonSuiteSkip, OTHER_USER, Sandbox } from './harness.js';
 import {
   adapterProp,
   appConfig,
@@ -22,8 +22,7 @@ import {
   writeAppConfig,
 } from './helpers-config.js';
 
-const skip =
-  sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/bin/openauto-system.js is not built yet');
+const skip = daemonSuiteSkip();
 
 /** The files an apply may change, and hostapd's start count: equal before and after = nothing happened. */
 async function systemState(sb: Sandbox) {

@@ -6,7 +6,7 @@
 //   (slowloris): the app must still connect and be answered.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { APP_USER, daemonBuilt, OTHER_USER, Sandbox, sandboxUnavailable } from './harness.js';
+import { APP_USER, daemonSuiteSkip, OTHER_USER, Sandbox } from './harness.js';
 import {
   daemonJournal,
   hostPidOf,
@@ -17,7 +17,7 @@ import {
   waitAllActive,
 } from './helpers-health.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
+const skip = daemonSuiteSkip();
 const AGENT = '/usr/src/openauto-system/dist/bench/flood-agent.js';
 const SOCKET = '/run/openauto/system.sock';
 

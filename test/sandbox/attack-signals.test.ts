@@ -9,16 +9,15 @@ import { after, before, describe, it } from 'node:test';
 import {
   APP_USER,
   BUS_NAME,
-  daemonBuilt,
+  daemonSuiteSkip,
   INTERFACE,
   OBJECT_PATH,
   OTHER_USER,
   Sandbox,
-  sandboxUnavailable,
 } from './harness.js';
 import { getHealth, getStatus, hostapdStarts, waitAllActive } from './helpers-health.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
+const skip = daemonSuiteSkip();
 const SOCKET = '/run/openauto/system.sock';
 const PYTHON = '/usr/bin/python3';
 const PROTO_NAMES = ['constructor', '__proto__', 'toString', 'valueOf', 'hasOwnProperty'];

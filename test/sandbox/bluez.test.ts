@@ -521,23 +521,29 @@ describe('BlueZ profiles in the sandbox', { skip }, () => {
 
   it('the btProfiles setting decides which profiles exist (e.g. without HFP AG, left to PipeWire)', async () => {
     const defaults = await sb.readFile('/etc/default/openauto-system');
-    await sb.writeFile('/etc/default/openauto-system', `${defaults}\nOPENAUTO_BT_PROFILES=aa,hsp-hs\n`);
-    await sb.call(...MOCK, 'ClearCalls');
-    await restartDaemon();
-    const calls = await sb.waitFor(async () => {
-      const c = await registerCalls();
-      return c.length >= 2 ? c : undefined;
-    });
-    await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual((await registerCalls()).map((c) => c.uuid).sort(), [AA, HSP].sort());
-    assert.equal(calls.length, 2);
-    const tree = await sb.busctl(['tree', '--list', BUS_NAME]);
-    assert.ok(!tree.stdout.includes(PATHS[HFP] as string));
-    assert.deepEqual(Object.keys(await profiles()).sort(), ['aa', 'hsp-hs']);
-    await assert.rejects(
-      sb.call(BUS_NAME, OBJECT_PATH, INTERFACE, 'ClaimProfile', ['so', HFP, '/x']),
-      /not enabled on this system/,
-    );
-    await sb.writeFile('/etc/default/openauto-system', defaults);
+    try {
+      await sb.writeFile('/etc/default/openauto-system', `${defaults}\nOPENAUTO_BT_PROFILES=aa,hsp-hs\n`);
+      await sb.call(...MOCK, 'ClearCalls');
+      await restartDaemon();
+      // Every enabled profile registered (the daemon's own status says so): no RegisterProfile is pending.
+      await sb.waitFor(async () => {
+        const p = await profiles();
+        const all = Object.values(p);
+        return (
+          (all.length >= 2 && all.every((x) => (x as { state?: unknown }).state === 'registered')) ||
+          undefined
+        );
+      });
+      assert.deepEqual((await registerCalls()).map((c) => c.uuid).sort(), [AA, HSP].sort());
+      const tree = await sb.busctl(['tree', '--list', BUS_NAME]);
+      assert.ok(!tree.stdout.includes(PATHS[HFP] as string));
+      assert.deepEqual(Object.keys(await profiles()).sort(), ['aa', 'hsp-hs']);
+      await assert.rejects(
+        sb.call(BUS_NAME, OBJECT_PATH, INTERFACE, 'ClaimProfile', ['so', HFP, '/x']),
+        /not enabled on this system/,
+      );
+    } finally {
+      await sb.writeFile('/etc/default/openauto-system', defaults);
+    }
   });
 });

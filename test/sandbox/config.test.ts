@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { watch } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { APP_USER, daemonBuilt, OTHER_USER, Sandbox, sandboxUnavailable } from './harness.js';
+import { APP_USER, daemonSuiteSkip, OTHER_USER, Sandbox } from './harness.js';
 import {
   adapterProp,
   appConfig,
@@ -38,8 +38,7 @@ import {
   writeAppConfig,
 } from './helpers-config.js';
 
-const skip =
-  sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/bin/openauto-system.js is not built yet');
+const skip = daemonSuiteSkip();
 
 const ALL_ACTIVE = { hostapd: 'active', networkd: 'active', bluetooth: 'active' };
 const PEER_NETWORK = '/etc/systemd/network/20-sandbox-peer.network';

@@ -11,16 +11,15 @@ import { interfaceElement, interfaceNames, type XmlElement } from '../../src/bus
 import {
   APP_USER,
   BUS_NAME,
-  daemonBuilt,
+  daemonSuiteSkip,
   INTERFACE,
   OBJECT_PATH,
   OTHER_USER,
   REPO_ROOT,
   Sandbox,
-  sandboxUnavailable,
 } from './harness.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
+const skip = daemonSuiteSkip();
 
 describe('openauto-system on the bus', { skip }, () => {
   let sb: Sandbox;

@@ -9,13 +9,12 @@ import { after, before, describe, it } from 'node:test';
 import {
   APP_USER,
   BUS_NAME,
-  daemonBuilt,
+  daemonSuiteSkip,
   INTERFACE,
   OBJECT_PATH,
   OTHER_USER,
   REPO_ROOT,
   Sandbox,
-  sandboxUnavailable,
 } from './harness.js';
 
 const SRC = '/usr/src/openauto-system';
@@ -39,8 +38,7 @@ const NETWORK_FILE = '/etc/systemd/network/10-openauto-ap.network';
 const VERSION_FORMAT = '-f=${Version}';
 const nodejsPackage = spawnSync('dpkg-query', ['-W', VERSION_FORMAT, 'nodejs'], { encoding: 'utf8' }).stdout;
 const skip =
-  sandboxUnavailable() ??
-  (daemonBuilt ? undefined : 'dist/bin/openauto-system.js is not built yet') ??
+  daemonSuiteSkip() ??
   (existsSync('/usr/bin/dpkg-deb') ? undefined : 'dpkg-deb is missing') ??
   (Number.parseInt(nodejsPackage, 10) >= 20
     ? undefined

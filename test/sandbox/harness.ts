@@ -39,6 +39,11 @@ export function sandboxUnavailable(): string | undefined {
   return undefined;
 }
 
+/** Why a suite of the installed daemon cannot run here (no sandbox, or nothing built), or undefined. */
+export function daemonSuiteSkip(): string | undefined {
+  return sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
+}
+
 export interface StartOptions {
   /**
    * Letters, digits, . _ - (at most 40). The container is named `${name}-${process.pid}` (Sandbox.name), so

@@ -300,16 +300,4 @@ export async function groupId(sb: Sandbox, name: string): Promise<number> {
   return Number(line.split(':')[2]);
 }
 
-/** A small seeded PRNG (mulberry32), so a failing run can be repeated with the printed seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export { prng, sleep } from '../helpers/common.js';

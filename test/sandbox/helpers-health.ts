@@ -375,9 +375,7 @@ function readlinkSafe(p: string): string {
   }
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+export { sleep } from '../helpers/common.js';
 
 export function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return Number.NaN;

@@ -6,11 +6,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { APP_USER, daemonBuilt, Sandbox, sandboxUnavailable } from './harness.js';
+import { APP_USER, daemonSuiteSkip, Sandbox } from './harness.js';
 
 const SRC = '/usr/src/openauto-system';
-const skip =
-  sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/bin/openauto-system.js is not built yet');
+const skip = daemonSuiteSkip();
 
 // Only what the container itself wrote is compared: the overlay's upper directory (the container sees the
 // host's root through it, so a file written anywhere else on the machine meanwhile would otherwise count).

@@ -6,18 +6,16 @@ import { after, before, describe, it } from 'node:test';
 import {
   APP_USER,
   BUS_NAME,
-  daemonBuilt,
+  daemonSuiteSkip,
   INTERFACE,
   OBJECT_PATH,
   OTHER_USER,
   Sandbox,
-  sandboxUnavailable,
 } from './harness.js';
 
 const SRC = '/usr/src/openauto-system';
 const MANIFEST = '/usr/lib/openauto-system/install-manifest';
-const skip =
-  sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/bin/openauto-system.js is not built yet');
+const skip = daemonSuiteSkip();
 
 describe('install.sh and uninstall.sh on a live system', { skip }, () => {
   let sb: Sandbox;

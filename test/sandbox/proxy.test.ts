@@ -9,15 +9,14 @@ import { after, before, describe, it } from 'node:test';
 import {
   APP_USER,
   BUS_NAME,
-  daemonBuilt,
+  daemonSuiteSkip,
   INTERFACE,
   OBJECT_PATH,
   OTHER_USER,
   Sandbox,
-  sandboxUnavailable,
 } from './harness.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
+const skip = daemonSuiteSkip();
 
 const PHONE = '10.0.0.31';
 const WEB = '203.0.113.10';

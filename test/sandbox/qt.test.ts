@@ -15,13 +15,12 @@ import {
   APP_CONFIG,
   APP_USER,
   BUS_NAME,
-  daemonBuilt,
+  daemonSuiteSkip,
   INTERFACE,
   OBJECT_PATH,
   OTHER_USER,
   REPO_ROOT,
   Sandbox,
-  sandboxUnavailable,
 } from './harness.js';
 
 const run = promisify(execFile);
@@ -46,8 +45,7 @@ const qtMissing =
   !QDBUSXML2CPP || !MOC || spawnSync('pkg-config', ['--exists', 'Qt6DBus', 'Qt6Network']).status !== 0
     ? 'Qt 6 development files are missing (apt-get install qt6-base-dev; scripts/deps.sh does)'
     : undefined;
-const skip =
-  sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)') ?? qtMissing;
+const skip = daemonSuiteSkip() ?? qtMissing;
 
 async function pkgConfig(flag: '--cflags' | '--libs'): Promise<string[]> {
   const r = await run('pkg-config', [flag, 'Qt6DBus', 'Qt6Network'], { timeout: 5000 });

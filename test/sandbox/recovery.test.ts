@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { BUS_NAME, daemonBuilt, INTERFACE, OBJECT_PATH, Sandbox, sandboxUnavailable } from './harness.js';
+import { BUS_NAME, daemonSuiteSkip, INTERFACE, OBJECT_PATH, Sandbox } from './harness.js';
 import {
   BusMonitor,
   childrenOf,
@@ -27,7 +27,7 @@ import {
   waitAllActive,
 } from './helpers-health.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'dist/bin/openauto-system.js is not built');
+const skip = daemonSuiteSkip();
 
 const FAST_MS = 400;
 const SLOW_MS = 2000;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { daemonBuilt, Sandbox, sandboxUnavailable } from './harness.js';
+import { daemonSuiteSkip, Sandbox } from './harness.js';
 import {
   appConfig,
   applyBusctl,
@@ -20,7 +20,7 @@ import {
   writeAppConfig,
 } from './helpers-config.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
+const skip = daemonSuiteSkip();
 const SERVICE = 'openauto-system.service';
 const STATE_DIR = '/var/lib/openauto-system/apply';
 const DEFAULTS = '/etc/default/openauto-system';

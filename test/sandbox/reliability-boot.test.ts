@@ -3,9 +3,9 @@
 // to start; the daemon and an app stand-in are started together with them, as at boot.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { daemonBuilt, Sandbox, sandboxUnavailable } from './harness.js';
+import { daemonSuiteSkip, Sandbox } from './harness.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
+const skip = daemonSuiteSkip();
 const SERVICE = 'openauto-system.service';
 const APP = 'openauto-prodigy.service';
 const SLOW_S = 5;

@@ -3,11 +3,11 @@
 // brought back, and a valid configuration is never rolled back because of it.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { BUS_NAME, daemonBuilt, INTERFACE, OBJECT_PATH, Sandbox, sandboxUnavailable } from './harness.js';
+import { BUS_NAME, daemonSuiteSkip, INTERFACE, OBJECT_PATH, Sandbox } from './harness.js';
 import { appConfig, applyBusctl, NETWORK_FILE, writeAppConfig } from './helpers-config.js';
 import { getStatus } from './helpers-health.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
+const skip = daemonSuiteSkip();
 
 describe("systemd's start limit", { skip }, () => {
   let sb: Sandbox;

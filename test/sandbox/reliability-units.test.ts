@@ -2,17 +2,9 @@
 // activation included), and systemd's watchdog restarts a daemon whose event loop no longer runs.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import {
-  APP_USER,
-  BUS_NAME,
-  daemonBuilt,
-  INTERFACE,
-  OBJECT_PATH,
-  Sandbox,
-  sandboxUnavailable,
-} from './harness.js';
+import { APP_USER, BUS_NAME, daemonSuiteSkip, INTERFACE, OBJECT_PATH, Sandbox } from './harness.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
+const skip = daemonSuiteSkip();
 const SERVICE = 'openauto-system.service';
 const SOCKET_UNIT = 'openauto-system.socket';
 const SOCKET = '/run/openauto/system.sock';

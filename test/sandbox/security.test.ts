@@ -8,16 +8,15 @@ import { after, before, describe, it } from 'node:test';
 import {
   APP_USER,
   BUS_NAME,
-  daemonBuilt,
+  daemonSuiteSkip,
   INTERFACE,
   OBJECT_PATH,
   OTHER_USER,
   REPO_ROOT,
   Sandbox,
-  sandboxUnavailable,
 } from './harness.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
+const skip = daemonSuiteSkip();
 const SOCKET = '/run/openauto/system.sock';
 const AA_UUID = '4de17a00-52cb-11e6-bdf4-0800200c9a66';
 

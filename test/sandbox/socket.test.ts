@@ -3,9 +3,9 @@
 // app never sees a refused connection.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { APP_USER, daemonBuilt, Sandbox, sandboxUnavailable } from './harness.js';
+import { APP_USER, daemonSuiteSkip, Sandbox } from './harness.js';
 
-const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
+const skip = daemonSuiteSkip();
 const SOCKET = '/run/openauto/system.sock';
 
 /**

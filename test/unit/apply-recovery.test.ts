@@ -52,7 +52,12 @@ describe('ConfigApplier.recover', () => {
     file: conf,
     unit: 'hostapd.service',
     phase,
-    previous: { data: OLD.toString('base64'), mode: 0o640, uid: process.getuid?.() ?? 0, gid: 0 },
+    previous: {
+      data: OLD.toString('base64'),
+      mode: 0o640,
+      uid: process.getuid?.() ?? 0,
+      gid: process.getgid?.() ?? 0,
+    },
     newSha256: sha256(NEW),
     ...(placedAtUs !== undefined ? { placedAtUs: String(placedAtUs) } : {}),
   });

@@ -20,6 +20,7 @@ import { ServiceError } from '../../src/errors.js';
 import type { HealthMonitor } from '../../src/health/monitor.js';
 import type { Json } from '../../src/service.js';
 import type { UnitRestarter } from '../../src/systemd/restarts.js';
+import { sleep } from '../helpers/common.js';
 import { type PrivateBus, privateBusUnavailable, startPrivateBus } from './helpers/bluez-private-bus.js';
 
 const AA = PROFILES.aa.uuid;
@@ -168,8 +169,6 @@ class FakeAuthorizer {
     if (this.denied.has(sender)) throw new ServiceError('AccessDenied', 'not authorized');
   }
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function waitFor<T>(pred: () => T | Promise<T>, ms = 3000, what = 'condition'): Promise<T> {
   const deadline = Date.now() + ms;

@@ -9,12 +9,10 @@ import {
   cleanTempFiles,
   hasContent,
   lookupGroupId,
-  readCurrent,
   readSnapshot,
   restoreSnapshot,
   tempNameFor,
   writeAtomic,
-  writeIfChanged,
 } from '../../src/config/atomic.js';
 import {
   captureLog,
@@ -23,6 +21,7 @@ import {
   type Sandbox,
   validConfig,
 } from '../fixtures/config/harness.js';
+import { OPENAUTO_GID } from '../helpers/ids.js';
 
 const isRoot = process.getuid?.() === 0;
 const logs = captureLog();
@@ -36,14 +35,14 @@ describe('file modes through the applier', () => {
   after(() => process.umask(oldUmask));
 
   test('hostapd.conf 0640 group openauto when the group exists; .network 0644', async () => {
-    sb = await makeSandbox({ group: 4242 });
+    sb = await makeSandbox({ group: OPENAUTO_GID });
     await sb.writeConfig(validConfig());
     const applier = new ConfigApplier(new FakeSystem().deps(sb.paths));
     await applier.apply('wifi');
     await applier.apply('network');
     const h = await stat(sb.paths.hostapdConf);
     assert.equal(h.mode & 0o7777, 0o640);
-    if (isRoot) assert.equal(h.gid, 4242);
+    assert.equal(h.gid, OPENAUTO_GID);
     const n = await stat(sb.networkFile);
     assert.equal(n.mode & 0o7777, 0o644);
   });
@@ -110,17 +109,13 @@ describe('atomic write helpers', () => {
     assert.ok((await stat(f)).isFile());
   });
 
-  test('readCurrent, hasContent, writeIfChanged', async () => {
+  test('hasContent: false for a missing file, true only for the same bytes', async () => {
     const f = path.join(sb.root, 'f');
-    assert.equal(await readCurrent(f), null);
     assert.equal(await hasContent(f, ''), false);
-    assert.equal(await writeIfChanged(f, 'one\n', { mode: 0o644 }), true);
-    const ino = (await stat(f)).ino;
-    assert.equal(await writeIfChanged(f, 'one\n', { mode: 0o644 }), false);
-    assert.equal((await stat(f)).ino, ino);
-    assert.equal(await writeIfChanged(f, 'two\n', { mode: 0o644 }), true);
-    assert.notEqual((await stat(f)).ino, ino);
-    assert.deepEqual(await readCurrent(f), Buffer.from('two\n'));
+    await writeAtomic(f, 'one\n', { mode: 0o644 });
+    assert.equal(await hasContent(f, 'one\n'), true);
+    assert.equal(await hasContent(f, Buffer.from('one\n')), true);
+    assert.equal(await hasContent(f, 'two\n'), false);
   });
 
   test('restoreSnapshot puts back bytes, mode and owner; or removes a file that did not exist', async () => {
@@ -141,7 +136,7 @@ describe('atomic write helpers', () => {
     assert.equal(none, null);
     await writeAtomic(g, 'x', { mode: 0o600 });
     await restoreSnapshot(g, none);
-    assert.equal(await readCurrent(g), null);
+    assert.equal(await readSnapshot(g), null);
     await restoreSnapshot(g, none); // idempotent
   });
 

@@ -6,6 +6,7 @@ import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ConfigApplier } from '../../src/config/applier.js';
+import { SECTION_NAMES } from '../../src/config/schema.js';
 import { ServiceError } from '../../src/errors.js';
 import {
   captureLog,
@@ -480,7 +481,7 @@ describe('invalid config values are refused and nothing is touched', () => {
     await sb.writeConfig(validConfig());
     const sys = new FakeSystem();
     const applier = new ConfigApplier(sys.deps(sb.paths));
-    for (const s of ['wifi', 'network', 'bluetooth', 'time']) await applier.apply(s);
+    for (const s of SECTION_NAMES) await applier.apply(s);
     assert.deepEqual(sys.restarts, ['hostapd.service', 'systemd-networkd.service']);
   });
 });

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SOCKET_CODES } from '../../src/ipc/protocol.js';
+import { prng } from '../helpers/common.js';
 import { ChildServer, sleep } from './helpers/fake-service.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
@@ -26,18 +27,6 @@ const memText = (m: { rss?: number; mem?: NodeJS.MemoryUsage; spaces?: Record<st
 const WARMUP_PER_CONNECTION = Number(process.env.FUZZ_WARMUP ?? 3000);
 const MAX_LINE = 60_000; // stays under the 64 KiB limit: these connections must never be closed
 const codes: ReadonlySet<string> = new Set(SOCKET_CODES);
-
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Gen {
   private readonly r: () => number;

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { SocketServer, type SocketServerOptions } from '../../src/ipc/socket-server.js';
+import { waitFor } from '../helpers/common.js';
 import { FakeService, LineClient, sleep } from './helpers/fake-service.js';
 
 let dir: string;
@@ -51,7 +52,7 @@ describe('socket limits', () => {
     ]);
     assert.equal(server?.clientCount, 3);
     a.close();
-    await sleep(50);
+    await waitFor(() => server?.clientCount === 2, 'the server to see the client go');
     const d = await connect();
     assert.equal(await d.call('{"id":2,"method":"ping"}'), '{"id":2,"result":"pong"}');
   });
@@ -140,8 +141,7 @@ describe('socket limits', () => {
     stuck.socket.write(batch);
     await sleep(100);
     assert.equal(server?.clientCount, 1, 'stalled, not dropped yet');
-    await sleep(500);
-    assert.equal(server?.clientCount, 0, 'dropped after the idle timeout');
+    await waitFor(() => server?.clientCount === 0, 'the stalled client to be dropped', 500);
   });
 
   it('per-connection in-flight limit: at most maxInFlight slow calls at once; the rest wait, none is lost', async () => {

@@ -23,6 +23,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { listenFdsFromEnv, resolveGroupId, SocketPathError } from '../../src/ipc/socket-file.js';
 import { SocketServer } from '../../src/ipc/socket-server.js';
+import { OPENAUTO_GID } from '../helpers/ids.js';
 import { ChildServer, FakeService, LineClient } from './helpers/fake-service.js';
 
 const execFileAsync = promisify(execFile);
@@ -36,7 +37,7 @@ const others: net.Server[] = [];
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'oas-ipc-file-'));
   groupFile = join(dir, 'group');
-  writeFileSync(groupFile, '# test groups\nroot:x:0:\nopenauto:x:4242:alice,bob\nother:x:77:\n');
+  writeFileSync(groupFile, `# test groups\nroot:x:0:\nopenauto:x:${OPENAUTO_GID}:alice,bob\nother:x:77:\n`);
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 afterEach(async () => {
@@ -95,7 +96,7 @@ describe('socket file', () => {
     assert.ok(st.isSocket());
     assert.equal(st.mode & 0o7777, 0o660);
     assert.equal(st.uid, process.getuid?.());
-    assert.equal(st.gid, 4242);
+    assert.equal(st.gid, OPENAUTO_GID);
     assert.equal(await ping(), '{"id":1,"result":"pong"}');
     assert.deepEqual(leftovers(), [], 'the private bind directory is gone');
   });
@@ -131,7 +132,7 @@ describe('socket file', () => {
   });
 
   it('resolveGroupId reads group(5) files exactly', async () => {
-    assert.equal(await resolveGroupId('openauto', groupFile), 4242);
+    assert.equal(await resolveGroupId('openauto', groupFile), OPENAUTO_GID);
     assert.equal(await resolveGroupId('other', groupFile), 77);
     assert.equal(await resolveGroupId('openaut', groupFile), undefined);
     assert.equal(await resolveGroupId('alice', groupFile), undefined, 'members are not groups');
@@ -217,7 +218,7 @@ describe('socket file', () => {
     await staleSocketAt(longPath);
     await server({}, longPath).start();
     assert.equal(lstatSync(longPath).mode & 0o7777, 0o660);
-    assert.equal(lstatSync(longPath).gid, 4242);
+    assert.equal(lstatSync(longPath).gid, OPENAUTO_GID);
     assert.equal(await ping(longPath), '{"id":1,"result":"pong"}');
     await assert.rejects(
       server({}, `${longPath}x`).start(),

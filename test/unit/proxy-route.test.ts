@@ -25,7 +25,6 @@ function unitState(active: string): UnitState {
     subState: active === 'active' ? 'running' : 'dead',
     inactiveExitMonotonicUs: 0n,
     activeEnterMonotonicUs: 0n,
-    stateChangeRealtimeUs: 0n,
     jobPath: '/',
   };
 }

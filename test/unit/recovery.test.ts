@@ -10,6 +10,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { UnitObservation } from '../../src/health/classify.js';
 import {
+  DEFAULT_RECOVERY_SETTINGS,
   type Note,
   type RecoverySettings,
   RecoveryTracker,
@@ -18,6 +19,7 @@ import {
   type Step,
 } from '../../src/health/recovery.js';
 import type { HealthState, ServiceName } from '../../src/health/states.js';
+import { defaults } from '../../src/settings.js';
 
 const S = 1_000;
 
@@ -69,8 +71,11 @@ interface Run {
   ticks: number;
 }
 
+/** Most rules below are about the 120 s healthy reset, which the shipped resetOnRecovery (true) bypasses. */
+const HEALTHY_RESET: Partial<RecoverySettings> = { resetOnRecovery: false };
+
 function run(s: Script): Run {
-  const tracker = new RecoveryTracker(s.service ?? 'hostapd', s.settings);
+  const tracker = new RecoveryTracker(s.service ?? 'hostapd', { ...HEALTHY_RESET, ...s.settings });
   const out: Run = { tracker, attempts: [], states: [], notes: [], ticks: 0 };
   const perform = s.perform ?? (() => ({ ok: false, tookMs: 50 }));
   let wake: number | undefined;
@@ -296,7 +301,7 @@ describe('recovery table: recovered after restart -> success logged, counter res
     assert.equal(st.lastAction, 'restart (attempt 2): done');
   });
 
-  test('by default the counter returns to 0 after 120 s healthy (so a flapping unit does not restart in a loop)', () => {
+  test('without resetOnRecovery the counter returns to 0 after 120 s healthy (so a flapping unit does not restart in a loop)', () => {
     const r = recovering();
     assert.equal(r.tracker.status().retries, 2);
     const st = r.tracker.tick(5_300 + 120 * S);
@@ -308,6 +313,12 @@ describe('recovery table: recovered after restart -> success logged, counter res
     const r = recovering({ resetOnRecovery: true });
     assert.equal(r.tracker.status().retries, 0);
     assert.ok(messages(r).some((m) => m.includes('retry counter reset (recovered; was 2)')));
+  });
+
+  test('what ships: the tracker and the daemon reset the counter at the recovery (one default)', () => {
+    assert.equal(DEFAULT_RECOVERY_SETTINGS.resetOnRecovery, true);
+    assert.equal(defaults().resetOnRecovery, true);
+    assert.equal(new RecoveryTracker('hostapd').settings.resetOnRecovery, true);
   });
 });
 
@@ -412,7 +423,7 @@ describe('the Python service failure modes', () => {
   });
 
   test('after 120 s healthy the counter is back to 0, with healthy polls every 5 s', () => {
-    const tr = new RecoveryTracker('networkd');
+    const tr = new RecoveryTracker('networkd', HEALTHY_RESET);
     tr.observe(0, FAILED);
     tr.actionFinished(100, false);
     tr.observe(100, FAILED);
@@ -660,7 +671,7 @@ describe('restarts that fail or take long', () => {
 
 describe('nextWakeAt', () => {
   test('is exactly the next thing that can happen without input', () => {
-    const tr = new RecoveryTracker('hostapd');
+    const tr = new RecoveryTracker('hostapd', HEALTHY_RESET);
     assert.equal(
       tr.observe(0, ACTIVE).nextWakeAt,
       undefined,

@@ -5,12 +5,14 @@
 // prints nothing; talks over the fork IPC channel: sends {ready:true, …} once listening; answers
 // {cmd:'rss'} with {rss} (after a full gc when exposed), {cmd:'health', health} emits healthChanged,
 // {cmd:'close'} closes the server and exits.
+
 import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { ServiceError } from '../../../src/errors.js';
 import type { HealthMap } from '../../../src/health/states.js';
 import { resolveServiceName } from '../../../src/health/states.js';
 import type { ApplyResult, Caller, Json, SystemService } from '../../../src/service.js';
+import { sleep } from '../../helpers/common.js';
 
 export interface Call {
   method: 'applyConfig' | 'restartService';
@@ -93,9 +95,7 @@ export class FakeService extends EventEmitter implements SystemService {
   }
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+export { sleep };
 
 /** A message the child runner sends. */
 export type ChildMessage = {
