@@ -1,0 +1,237 @@
+// The daemon side by side with a Python baseline in one sandbox and one run, every figure printed as a ratio
+// to the baseline (the machine is shared: figures from different runs do not compare). The baseline is
+// py-baseline.py, a minimal asyncio NDJSON server over a Unix socket (the old Python service's runtime, no
+// D-Bus, answers from fixed data): a floor for a Python service, not a copy of one.
+//   1. start-up: exec → bus name owned (claimed after the first full health check; the activation runs check
+//      that the first answer is all active), as shipped and under CPUQuota=25% (a slow-CPU stand-in for a
+//      Pi); the baseline: exec → its first get_health answer, both ways;
+//   2. memory when idle (30 s after the daemon's last start; Pss_Anon of smaps_rollup, VmRSS beside it);
+//   3. 32 socket clients sending get_health one after another (throughput), then 10,000 sequential mixed
+//      requests (get_health, get_status, ping) on one connection (wall time); memory 10 s after that;
+//   4. the same load and memory with the JIT on (no --lite-mode/--jitless, MemoryDenyWriteExecute off, a
+//      drop-in), for the trade-off; VERSUS_JIT=0 skips it.
+// Prints a table and writes bench/results/versus.json. About a minute.
+//
+//   PY_BASELINE=path/to/py-baseline.py node dist/bench/versus.js     (as root; the daemon must be built)
+// Environment: PY_BASELINE (default: ../shared/bench/py-baseline.py next to the checkout), VERSUS_BOOT_RUNS
+// (starts per way and variant, default 6), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_JIT.
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { REPO_ROOT, Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
+import { mainPid, procDir } from '../test/sandbox/helpers-health.js';
+import {
+  allActiveWithin,
+  DAEMON_UNIT,
+  log,
+  nowMs,
+  printTable,
+  round,
+  runAgent,
+  runMain,
+  setting,
+  sleep,
+  summary,
+  writeResult,
+} from './lib.js';
+
+const PY_SOCKET = '/run/py-baseline.sock';
+const PY_SCRIPT = '/run/py-baseline.py';
+const DROPIN = '/run/systemd/system/openauto-system.service.d/bench-versus.conf';
+
+function baselinePath(): string {
+  const candidates = process.env.PY_BASELINE
+    ? [process.env.PY_BASELINE]
+    : [
+        join(REPO_ROOT, '..', 'shared', 'bench', 'py-baseline.py'),
+        join(REPO_ROOT, '..', '..', 'shared', 'bench', 'py-baseline.py'),
+      ];
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error(`no Python baseline at ${candidates.join(' or ')}: set PY_BASELINE`);
+  return resolve(found);
+}
+
+/** Anonymous memory (Pss_Anon) and VmRSS of a container process, in MB. */
+function memory(sb: Sandbox, pid: number): { anonMb: number; rssMb: number } {
+  const rollup = readFileSync(join(procDir(sb, pid), 'smaps_rollup'), 'utf8');
+  const status = readFileSync(join(procDir(sb, pid), 'status'), 'utf8');
+  const kb = (text: string, key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(text)?.[1]);
+  return { anonMb: round(kb(rollup, 'Pss_Anon') / 1024, 2), rssMb: round(kb(status, 'VmRSS') / 1024, 1) };
+}
+
+interface StartRun {
+  mode: string;
+  execToNameMs: number;
+  healthAllActive?: boolean;
+}
+
+interface Load {
+  requests_per_s: number;
+  sequential: { seconds: number; mean_answer_bytes: number };
+}
+
+async function daemonBoot(sb: Sandbox, n: number, quota: string) {
+  await sb.execOk(['systemctl', 'set-property', '--runtime', DAEMON_UNIT, `CPUQuota=${quota}`]);
+  const r = await runAgent<{ runs: StartRun[] }>(sb, 'startup', { n }, { timeoutMs: 60_000 + n * 30_000 });
+  const wrong = r.runs.filter((x) => x.healthAllActive === false).length;
+  return { ms: r.runs.map((x) => x.execToNameMs), firstAnswerNotAllActive: wrong };
+}
+
+async function main(): Promise<number> {
+  const why = sandboxUnavailable();
+  if (why) {
+    log(`bench/versus: ${why}`);
+    return 2;
+  }
+  const script = baselinePath();
+  const n = setting('VERSUS_BOOT_RUNS', 6, 2);
+  const perClient = setting('VERSUS_PER_CLIENT', 500, 100);
+  const sequential = setting('VERSUS_SEQUENTIAL', 10_000, 2000);
+  const jit = process.env.VERSUS_JIT !== '0';
+  log('booting a sandbox...');
+  const sb = await Sandbox.start({ name: 'bench-versus' });
+  try {
+    await allActiveWithin(sb, 30_000);
+    await sb.writeFile(PY_SCRIPT, readFileSync(script));
+    log('start-up, under CPUQuota=25%, then as shipped...');
+    const bootQuota = await daemonBoot(sb, n, '25%');
+    const boot = await daemonBoot(sb, n, '');
+    const daemonStarted = nowMs();
+    const pyQuota = await runAgent<{ ms: number[] }>(sb, 'pyboot', {
+      script: PY_SCRIPT,
+      socket: PY_SOCKET,
+      n: n * 2,
+      quota: '25%',
+    });
+    await sb.exec(['sh', '-c', 'systemctl stop "py-baseline-*"']);
+    const py = await runAgent<{ ms: number[] }>(sb, 'pyboot', {
+      script: PY_SCRIPT,
+      socket: PY_SOCKET,
+      n: n * 2,
+      quota: '',
+    });
+    const pyUnit = (await sb.execOk(['sh', '-c', "systemctl list-units --plain --no-legend 'py-baseline-*'"]))
+      .trim()
+      .split(/\s+/)[0] as string;
+    const pyPid = await mainPid(sb, pyUnit);
+    const load = (socket: string) =>
+      runAgent<Load>(
+        sb,
+        'sockload',
+        { socket, perClient, sequential },
+        { user: 'appuser', timeoutMs: 300_000 },
+      );
+
+    // Idle: the daemon 30 s after its last start (its heap trimmer's first check is one interval after ready).
+    await sleep(Math.max(0, 30_000 - (nowMs() - daemonStarted)));
+    const pid = await mainPid(sb, DAEMON_UNIT);
+    const idle = { daemon: memory(sb, pid), python: memory(sb, pyPid) };
+    log('load: the baseline, the daemon...');
+    const pyLoad = await load(PY_SOCKET);
+    const dLoad = await load('/run/openauto/system.sock');
+    await sleep(10_000);
+    const after = { daemon: memory(sb, pid), python: memory(sb, pyPid) };
+
+    let jitRes: { load: Load; idle: ReturnType<typeof memory>; after: ReturnType<typeof memory> } | undefined;
+    if (jit) {
+      log('the JIT variant (drop-in)...');
+      const unit = await sb.execOk(['systemctl', 'cat', DAEMON_UNIT]);
+      const exec = /^ExecStart=(.*)$/m.exec(unit)?.[1] ?? '';
+      const jitExec = exec.replace(/ --lite-mode| --jitless| --no-expose-wasm/g, '');
+      await sb.writeFile(DROPIN, `[Service]\nExecStart=\nExecStart=${jitExec}\nMemoryDenyWriteExecute=no\n`);
+      await sb.execOk(['systemctl', 'daemon-reload']);
+      await sb.execOk(['systemctl', 'restart', DAEMON_UNIT]);
+      await allActiveWithin(sb, 30_000);
+      const jpid = await mainPid(sb, DAEMON_UNIT);
+      await sleep(30_000);
+      const jIdle = memory(sb, jpid);
+      const jLoad = await load('/run/openauto/system.sock');
+      await sleep(10_000);
+      jitRes = { load: jLoad, idle: jIdle, after: memory(sb, jpid) };
+      await sb.exec(['rm', '-f', DROPIN]);
+    }
+
+    const med = (xs: number[]) => summary(xs).median;
+    const x = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+    const rows: (string | number)[][] = [
+      ['figure', 'python', 'daemon', 'daemon / python', ...(jitRes ? ['daemon, JIT', 'JIT / python'] : [])],
+      [
+        'exec → answering, median ms (daemon: bus name owned)',
+        round(med(py.ms)),
+        round(med(boot.ms)),
+        x(med(boot.ms), med(py.ms)),
+      ],
+      [
+        '… under CPUQuota=25%, median ms',
+        round(med(pyQuota.ms)),
+        round(med(bootQuota.ms)),
+        x(med(bootQuota.ms), med(pyQuota.ms)),
+      ],
+      [
+        '32 clients get_health, req/s',
+        pyLoad.requests_per_s,
+        dLoad.requests_per_s,
+        x(dLoad.requests_per_s, pyLoad.requests_per_s),
+        ...(jitRes ? [jitRes.load.requests_per_s, x(jitRes.load.requests_per_s, pyLoad.requests_per_s)] : []),
+      ],
+      [
+        `${sequential} sequential mixed requests, wall s`,
+        round(pyLoad.sequential.seconds, 2),
+        round(dLoad.sequential.seconds, 2),
+        x(dLoad.sequential.seconds, pyLoad.sequential.seconds),
+        ...(jitRes
+          ? [
+              round(jitRes.load.sequential.seconds, 2),
+              x(jitRes.load.sequential.seconds, pyLoad.sequential.seconds),
+            ]
+          : []),
+      ],
+    ];
+    for (const [label, k] of [
+      ['idle', 'idle'],
+      ['after the load', 'after'],
+    ] as const) {
+      const p = k === 'idle' ? idle : after;
+      const j = jitRes?.[k];
+      rows.push([
+        `anonymous memory (Pss_Anon) ${label}, MB`,
+        p.python.anonMb,
+        p.daemon.anonMb,
+        x(p.daemon.anonMb, p.python.anonMb),
+        ...(j ? [j.anonMb, x(j.anonMb, p.python.anonMb)] : []),
+      ]);
+      rows.push([
+        `VmRSS ${label}, MB`,
+        p.python.rssMb,
+        p.daemon.rssMb,
+        x(p.daemon.rssMb, p.python.rssMb),
+        ...(j ? [j.rssMb, x(j.rssMb, p.python.rssMb)] : []),
+      ]);
+    }
+    printTable('openauto-system against the Python baseline, one sandbox, one run', rows);
+    const wrong = boot.firstAnswerNotAllActive + bootQuota.firstAnswerNotAllActive;
+    console.log(
+      `\nstarts: ${n} per way (activation, StartUnit) and variant; baseline ${n * 2}; ` +
+        `first activation answers not all active: ${wrong}` +
+        `\ndaemon start-up p99: ${round(summary(boot.ms).p99)} ms, under CPUQuota=25%: ${round(summary(bootQuota.ms).p99)} ms`,
+    );
+    const file = writeResult('versus', {
+      baseline: 'py-baseline.py (asyncio NDJSON over a Unix socket, fixed answers)',
+      boot: {
+        daemon: summary(boot.ms),
+        daemonQuota25: summary(bootQuota.ms),
+        python: summary(py.ms),
+        pythonQuota25: summary(pyQuota.ms),
+      },
+      firstAnswerNotAllActive: wrong,
+      load: { python: pyLoad, daemon: dLoad, daemonJit: jitRes?.load },
+      memory: { idle, after, jit: jitRes && { idle: jitRes.idle, after: jitRes.after } },
+      raw: { boot: boot.ms, bootQuota: bootQuota.ms, python: py.ms, pythonQuota: pyQuota.ms },
+    });
+    console.log(`wrote ${file}`);
+    return wrong === 0 ? 0 : 1;
+  } finally {
+    await sb.stop();
+  }
+}
+
+runMain('versus', main);
