@@ -2,15 +2,17 @@
 // to the baseline (the machine is shared: figures from different runs do not compare). The baseline is
 // py-baseline.py, a minimal asyncio NDJSON server over a Unix socket (the old Python service's runtime, no
 // D-Bus, answers from fixed data): a floor for a Python service, not a copy of one.
-//   1. start-up: exec → bus name owned (claimed after the first full health check; the activation runs check
-//      that the first answer is all active), as shipped and under CPUQuota=25% (a slow-CPU stand-in for a
-//      Pi); the baseline: exec → its first get_health answer, both ways;
+//   1. start-up: exec (systemd's ExecMainStartTimestamp) → bus name owned (claimed after the first full
+//      health check; the activation runs check that the first answer is all active), limited to 25% of a
+//      core (a slow-CPU stand-in for a Pi, see Throttle), then without the code cache (the old variant), then
+//      as shipped; the baseline: exec → its first get_health answer, throttled and not;
 //   2. memory when idle (30 s after the daemon's last start; Pss_Anon of smaps_rollup, VmRSS beside it);
 //   3. 32 socket clients sending get_health one after another (throughput), then 10,000 sequential mixed
-//      requests (get_health, get_status, ping) on one connection (wall time); memory 10 s after that;
+//      requests (get_health, get_status, ping) on one connection (wall time), as the app user; memory 10 s
+//      after that;
 //   4. the same load and memory with the JIT on (no --lite-mode/--jitless, MemoryDenyWriteExecute off, a
 //      drop-in), for the trade-off; VERSUS_JIT=0 skips it.
-// Prints a table and writes bench/results/versus.json. About a minute.
+// Prints a table and writes bench/results/versus.json. About two minutes.
 //
 //   PY_BASELINE=path/to/py-baseline.py node dist/bench/versus.js     (as root; the daemon must be built)
 // Environment: PY_BASELINE (default: ../shared/bench/py-baseline.py next to the checkout), VERSUS_BOOT_RUNS
@@ -36,6 +38,7 @@ import {
 
 const PY_SOCKET = '/run/py-baseline.sock';
 const PY_SCRIPT = '/run/py-baseline.py';
+const CODE_CACHE = '/usr/lib/openauto-system/dist/bin/openauto-system-main.cache';
 const DROPIN = '/run/systemd/system/openauto-system.service.d/bench-versus.conf';
 
 function baselinePath(): string {
@@ -147,6 +150,14 @@ async function main(): Promise<number> {
     } finally {
       throttle.off();
     }
+    // The old variant in the same run: the bundle compiled without its code cache.
+    await sb.execOk(['mv', CODE_CACHE, `${CODE_CACHE}.off`]);
+    let bootNoCache: Awaited<ReturnType<typeof daemonBoot>>;
+    try {
+      bootNoCache = await daemonBoot(sb, n, '');
+    } finally {
+      await sb.execOk(['mv', `${CODE_CACHE}.off`, CODE_CACHE]);
+    }
     const boot = await daemonBoot(sb, n, '');
     const daemonStarted = nowMs();
     const py = await runAgent<{ ms: number[] }>(sb, 'pyboot', {
@@ -208,6 +219,12 @@ async function main(): Promise<number> {
         x(med(boot.ms), med(py.ms)),
       ],
       [
+        '… without the code cache (the old variant), median ms',
+        round(med(py.ms)),
+        round(med(bootNoCache.ms)),
+        x(med(bootNoCache.ms), med(py.ms)),
+      ],
+      [
         '… under CPUQuota=25%, median ms',
         round(med(pyQuota.ms)),
         round(med(bootQuota.ms)),
@@ -255,16 +272,19 @@ async function main(): Promise<number> {
       ]);
     }
     printTable('openauto-system against the Python baseline, one sandbox, one run', rows);
-    const wrong = boot.firstAnswerNotAllActive + bootQuota.firstAnswerNotAllActive;
+    const wrong =
+      boot.firstAnswerNotAllActive + bootQuota.firstAnswerNotAllActive + bootNoCache.firstAnswerNotAllActive;
     console.log(
       `\nstarts: ${n} per way (activation, StartUnit) and variant; baseline ${n * 2}; ` +
         `first activation answers not all active: ${wrong}` +
-        `\ndaemon start-up p99: ${round(summary(boot.ms).p99)} ms, under CPUQuota=25%: ${round(summary(bootQuota.ms).p99)} ms`,
+        `\ndaemon start-up p99: ${round(summary(boot.ms).p99)} ms, without the code cache ${round(summary(bootNoCache.ms).p99)} ms, under CPUQuota=25%: ${round(summary(bootQuota.ms).p99)} ms` +
+        `\nwith / without the code cache (median): ${x(med(boot.ms), med(bootNoCache.ms))}`,
     );
     const file = writeResult('versus', {
       baseline: 'py-baseline.py (asyncio NDJSON over a Unix socket, fixed answers)',
       boot: {
         daemon: summary(boot.ms),
+        daemonNoCodeCache: summary(bootNoCache.ms),
         daemonQuota25: summary(bootQuota.ms),
         python: summary(py.ms),
         pythonQuota25: summary(pyQuota.ms),
@@ -272,7 +292,13 @@ async function main(): Promise<number> {
       firstAnswerNotAllActive: wrong,
       load: { python: pyLoad, daemon: dLoad, daemonJit: jitRes?.load },
       memory: { idle, after, jit: jitRes && { idle: jitRes.idle, after: jitRes.after } },
-      raw: { boot: boot.ms, bootQuota: bootQuota.ms, python: py.ms, pythonQuota: pyQuota.ms },
+      raw: {
+        boot: boot.ms,
+        bootNoCodeCache: bootNoCache.ms,
+        bootQuota: bootQuota.ms,
+        python: py.ms,
+        pythonQuota: pyQuota.ms,
+      },
     });
     console.log(`wrote ${file}`);
     return wrong === 0 ? 0 : 1;
