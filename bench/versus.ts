@@ -8,15 +8,15 @@
 //      as shipped; the baseline: exec → its first get_health answer, throttled and not;
 //   2. memory when idle (30 s after the daemon's last start; Pss_Anon of smaps_rollup, VmRSS beside it);
 //   3. 32 socket clients sending get_health one after another (throughput), then 10,000 sequential mixed
-//      requests (get_health, get_status, ping) on one connection (wall time), as the app user; memory 10 s
-//      after that;
+//      requests (get_health, get_status, ping) on one connection (wall time), as the app user; memory 31 s
+//      after that (after the heap trimmer's next check);
 //   4. the same load and memory with the JIT on (no --lite-mode/--jitless, MemoryDenyWriteExecute off, a
-//      drop-in), for the trade-off; VERSUS_JIT=0 skips it.
-// Prints a table and writes bench/results/versus.json. About two minutes.
+//      drop-in), for the trade-off, with VERSUS_JIT=1 (another minute).
+// Prints a table and writes bench/results/versus.json. About a minute.
 //
 //   PY_BASELINE=path/to/py-baseline.py node dist/bench/versus.js     (as root; the daemon must be built)
 // Environment: PY_BASELINE (default: ../shared/bench/py-baseline.py next to the checkout), VERSUS_BOOT_RUNS
-// (starts per way and variant, default 6), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_JIT.
+// (starts per way and variant, default 4), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_JIT (0).
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { REPO_ROOT, Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
@@ -124,10 +124,10 @@ async function main(): Promise<number> {
     return 2;
   }
   const script = baselinePath();
-  const n = setting('VERSUS_BOOT_RUNS', 6, 2);
+  const n = setting('VERSUS_BOOT_RUNS', 4, 2);
   const perClient = setting('VERSUS_PER_CLIENT', 500, 100);
   const sequential = setting('VERSUS_SEQUENTIAL', 10_000, 2000);
-  const jit = process.env.VERSUS_JIT !== '0';
+  const jit = process.env.VERSUS_JIT === '1';
   log('booting a sandbox...');
   const sb = await Sandbox.start({ name: 'bench-versus' });
   try {
@@ -185,7 +185,8 @@ async function main(): Promise<number> {
     log('load: the baseline, the daemon...');
     const pyLoad = await load(PY_SOCKET);
     const dLoad = await load('/run/openauto/system.sock');
-    await sleep(10_000);
+    // After the heap trimmer's next check (every 30 s).
+    await sleep(31_000);
     const after = { daemon: memory(sb, pid), python: memory(sb, pyPid) };
 
     let jitRes: { load: Load; idle: ReturnType<typeof memory>; after: ReturnType<typeof memory> } | undefined;
@@ -203,7 +204,7 @@ async function main(): Promise<number> {
       await sleep(30_000);
       const jIdle = memory(sb, jpid);
       const jLoad = await load('/run/openauto/system.sock');
-      await sleep(10_000);
+      await sleep(31_000);
       jitRes = { load: jLoad, idle: jIdle, after: memory(sb, jpid) };
       await sb.exec(['rm', '-f', DROPIN]);
     }

@@ -24,5 +24,7 @@ export const script = new Script(
   `(function (exports, require, module, __filename, __dirname) {${readFileSync(file, 'utf8')}\n})`,
   { filename: file, ...(cachedData ? { cachedData } : {}) },
 );
+// V8 has what it needs from the cache: do not keep half a megabyte alive for the daemon's lifetime.
+cachedData = undefined;
 const module = { exports: {} };
 script.runInThisContext()(module.exports, createRequire(file), module, file, dir);
