@@ -9,6 +9,7 @@
 //   startup      N starts of the daemon: D-Bus activation end to end, and StartUnit → NameOwnerChanged
 //   call         one ApplyConfig or RestartService over D-Bus or the socket: {ok, result} or {ok: false,
 //                error (the D-Bus error name or socket:CODE), message}; never fails itself
+import { readFileSync } from 'node:fs';
 import dbus from 'dbus-next';
 import { LineClient, SocketClosedError, SocketError } from './socket-client.js';
 
@@ -521,6 +522,7 @@ async function startup(o: StartupOpts) {
     for (let k = 0; k < 200 && owned.length === before; k++) await sleep(5);
     const ownedAt = owned[before] ?? Number.NaN;
     const info = await unitInfo(c, unitPath);
+    const cpuMs = onCpuMs(info.mainPid);
     runs.push({
       mode,
       t0,
@@ -533,6 +535,7 @@ async function startup(o: StartupOpts) {
       execMainStartUs: info.execMainStartUs,
       mainPid: info.mainPid,
       healthAllActive,
+      cpuMs,
     });
     progress(
       `start ${i + 1}/${o.n * 2} (${mode}): exec → name ${(ownedAt - info.execMainStartUs / 1000).toFixed(1)} ms, ${mode === 'activation' ? `call → answer ${answeredMs.toFixed(1)}` : `StartUnit → name ${(ownedAt - t0).toFixed(1)}`} ms`,
@@ -605,6 +608,7 @@ async function pyBoot(o: PyBootOpts) {
   const { execFileSync } = await import('node:child_process');
   const c = await BusClient.connect();
   const ms: number[] = [];
+  const cpu: number[] = [];
   for (let i = 0; i < o.n; i++) {
     const unit = `py-baseline-${process.pid}-${i}.service`;
     const props = ['--collect', '--quiet', `--unit=${unit}`];
@@ -627,6 +631,7 @@ async function pyBoot(o: PyBootOpts) {
     const unitPath = String((await c.call(SYSTEMD, SD_PATH, SD_MANAGER, 'LoadUnit', 's', [unit])).body[0]);
     const info = await unitInfo(c, unitPath);
     ms.push(answeredAt - info.execMainStartUs / 1000);
+    cpu.push(onCpuMs(info.mainPid));
     progress(
       `python start ${i + 1}/${o.n}${o.quota ? ` (CPUQuota=${o.quota})` : ''}: ${ms.at(-1)?.toFixed(1)} ms`,
     );
@@ -638,7 +643,17 @@ async function pyBoot(o: PyBootOpts) {
     }
   }
   c.close();
-  return { ms };
+  return { ms, cpuMs: cpu };
+}
+
+/** CPU time a process has run so far (the kernel's schedstat, ns precision), in ms; NaN once it is gone.
+ * Read just after it answered, it is its start-up's CPU cost whatever else the machine was doing. */
+function onCpuMs(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 // ---- one operation ----------------------------------------------------------------------------------

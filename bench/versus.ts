@@ -4,8 +4,10 @@
 // D-Bus, answers from fixed data): a floor for a Python service, not a copy of one.
 //   1. start-up: exec (systemd's ExecMainStartTimestamp) → bus name owned (claimed after the first full
 //      health check; the activation runs check that the first answer is all active), limited to 25% of a
-//      core (a slow-CPU stand-in for a Pi, see Throttle), then without the code cache (the old variant), then
-//      as shipped; the baseline: exec → its first get_health answer, throttled and not;
+//      core (a slow-CPU stand-in for a Pi, see Throttle) and not, each with and without the code cache (the
+//      old variant); the baseline: exec → its first get_health answer, throttled and not. For every start
+//      also the CPU time the process had used when it answered (schedstat): start-up's cost whatever the
+//      load of the machine, where the wall times move with the other work on it;
 //   2. memory when idle (30 s after the daemon's last start; Pss_Anon of smaps_rollup, VmRSS beside it);
 //   3. 32 socket clients sending get_health one after another (throughput), then 10,000 sequential mixed
 //      requests (get_health, get_status, ping) on one connection (wall time), as the app user; memory 31 s
@@ -17,6 +19,7 @@
 //   PY_BASELINE=path/to/py-baseline.py node dist/bench/versus.js     (as root; the daemon must be built)
 // Environment: PY_BASELINE (default: ../shared/bench/py-baseline.py next to the checkout), VERSUS_BOOT_RUNS
 // (starts per way and variant, default 4), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_JIT (0).
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { REPO_ROOT, Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
@@ -64,6 +67,7 @@ function memory(sb: Sandbox, pid: number): { anonMb: number; rssMb: number } {
 interface StartRun {
   mode: string;
   execToNameMs: number;
+  cpuMs: number;
   healthAllActive?: boolean;
 }
 
@@ -110,11 +114,43 @@ class Throttle {
   }
 }
 
+/** Milliseconds node takes to require a few of its own modules, without flags and with the unit's. */
+function builtinCost(): { plain: number; unitFlags: number } {
+  const unit = readFileSync(join(REPO_ROOT, 'systemd', 'openauto-system.service'), 'utf8');
+  const flags = (/^ExecStart=(.*)$/m.exec(unit)?.[1] ?? '').split(' ').filter((f) => f.startsWith('--'));
+  const code =
+    "const t = performance.now(); for (const m of ['net', 'crypto', 'stream', 'fs/promises', 'child_process']) " +
+    'require(m); console.log(performance.now() - t);';
+  const time = (f: string[]) =>
+    round(
+      summary(
+        Array.from({ length: 7 }, () =>
+          Number(execFileSync(process.execPath, [...f, '-e', code], { encoding: 'utf8', stdio: 'pipe' })),
+        ),
+      ).median,
+    );
+  return { plain: time([]), unitFlags: time(flags) };
+}
+
+/** Runs fn with the daemon's code cache moved aside (the bundle then compiles as before the cache). */
+async function withoutCodeCache<T>(sb: Sandbox, fn: () => Promise<T>): Promise<T> {
+  await sb.execOk(['mv', CODE_CACHE, `${CODE_CACHE}.off`]);
+  try {
+    return await fn();
+  } finally {
+    await sb.execOk(['mv', `${CODE_CACHE}.off`, CODE_CACHE]);
+  }
+}
+
 async function daemonBoot(sb: Sandbox, n: number, quota: string) {
   await sb.execOk(['systemctl', 'set-property', '--runtime', DAEMON_UNIT, `CPUQuota=${quota}`]);
   const r = await runAgent<{ runs: StartRun[] }>(sb, 'startup', { n }, { timeoutMs: 60_000 + n * 30_000 });
   const wrong = r.runs.filter((x) => x.healthAllActive === false).length;
-  return { ms: r.runs.map((x) => x.execToNameMs), firstAnswerNotAllActive: wrong };
+  return {
+    ms: r.runs.map((x) => x.execToNameMs),
+    cpuMs: r.runs.map((x) => x.cpuMs).filter((x) => Number.isFinite(x)),
+    firstAnswerNotAllActive: wrong,
+  };
 }
 
 async function main(): Promise<number> {
@@ -136,11 +172,13 @@ async function main(): Promise<number> {
     log('start-up under 25% of a core, then as shipped...');
     const throttle = new Throttle(sb);
     let bootQuota: Awaited<ReturnType<typeof daemonBoot>>;
-    let pyQuota: { ms: number[] };
+    let bootQuotaNoCache: Awaited<ReturnType<typeof daemonBoot>>;
+    let pyQuota: { ms: number[]; cpuMs: number[] };
     try {
       await throttle.on();
       bootQuota = await daemonBoot(sb, n, throttle.unitQuota);
-      pyQuota = await runAgent<{ ms: number[] }>(sb, 'pyboot', {
+      bootQuotaNoCache = await withoutCodeCache(sb, () => daemonBoot(sb, n, throttle.unitQuota));
+      pyQuota = await runAgent<{ ms: number[]; cpuMs: number[] }>(sb, 'pyboot', {
         script: PY_SCRIPT,
         socket: PY_SOCKET,
         n: n * 2,
@@ -151,16 +189,10 @@ async function main(): Promise<number> {
       throttle.off();
     }
     // The old variant in the same run: the bundle compiled without its code cache.
-    await sb.execOk(['mv', CODE_CACHE, `${CODE_CACHE}.off`]);
-    let bootNoCache: Awaited<ReturnType<typeof daemonBoot>>;
-    try {
-      bootNoCache = await daemonBoot(sb, n, '');
-    } finally {
-      await sb.execOk(['mv', `${CODE_CACHE}.off`, CODE_CACHE]);
-    }
+    const bootNoCache = await withoutCodeCache(sb, () => daemonBoot(sb, n, ''));
     const boot = await daemonBoot(sb, n, '');
     const daemonStarted = nowMs();
-    const py = await runAgent<{ ms: number[] }>(sb, 'pyboot', {
+    const py = await runAgent<{ ms: number[]; cpuMs: number[] }>(sb, 'pyboot', {
       script: PY_SCRIPT,
       socket: PY_SOCKET,
       n: n * 2,
@@ -232,6 +264,24 @@ async function main(): Promise<number> {
         x(med(bootQuota.ms), med(pyQuota.ms)),
       ],
       [
+        '… under CPUQuota=25% without the code cache, median ms',
+        round(med(pyQuota.ms)),
+        round(med(bootQuotaNoCache.ms)),
+        x(med(bootQuotaNoCache.ms), med(pyQuota.ms)),
+      ],
+      [
+        'CPU time of the process at its first answer, median ms',
+        round(med(py.cpuMs)),
+        round(med([...boot.cpuMs, ...bootQuota.cpuMs])),
+        x(med([...boot.cpuMs, ...bootQuota.cpuMs]), med(py.cpuMs)),
+      ],
+      [
+        '… without the code cache, median ms',
+        round(med(py.cpuMs)),
+        round(med([...bootNoCache.cpuMs, ...bootQuotaNoCache.cpuMs])),
+        x(med([...bootNoCache.cpuMs, ...bootQuotaNoCache.cpuMs]), med(py.cpuMs)),
+      ],
+      [
         '32 clients get_health, req/s',
         pyLoad.requests_per_s,
         dLoad.requests_per_s,
@@ -273,13 +323,22 @@ async function main(): Promise<number> {
       ]);
     }
     printTable('openauto-system against the Python baseline, one sandbox, one run', rows);
+    const builtins = builtinCost();
+    console.log(
+      `\nnode requiring net, crypto, stream, fs/promises, child_process (host, median of 7): ` +
+        `${builtins.plain} ms plain, ${builtins.unitFlags} ms with the unit's V8 flags ` +
+        `(any V8 flag makes node set aside its built-in code cache for its own modules)`,
+    );
     const wrong =
-      boot.firstAnswerNotAllActive + bootQuota.firstAnswerNotAllActive + bootNoCache.firstAnswerNotAllActive;
+      boot.firstAnswerNotAllActive +
+      bootQuota.firstAnswerNotAllActive +
+      bootNoCache.firstAnswerNotAllActive +
+      bootQuotaNoCache.firstAnswerNotAllActive;
     console.log(
       `\nstarts: ${n} per way (activation, StartUnit) and variant; baseline ${n * 2}; ` +
         `first activation answers not all active: ${wrong}` +
         `\ndaemon start-up p99: ${round(summary(boot.ms).p99)} ms, without the code cache ${round(summary(bootNoCache.ms).p99)} ms, under CPUQuota=25%: ${round(summary(bootQuota.ms).p99)} ms` +
-        `\nwith / without the code cache (median): ${x(med(boot.ms), med(bootNoCache.ms))}`,
+        `\nwith / without the code cache (median): ${x(med(boot.ms), med(bootNoCache.ms))}, under CPUQuota=25% ${x(med(bootQuota.ms), med(bootQuotaNoCache.ms))}`,
     );
     const file = writeResult('versus', {
       baseline: 'py-baseline.py (asyncio NDJSON over a Unix socket, fixed answers)',
@@ -287,10 +346,17 @@ async function main(): Promise<number> {
         daemon: summary(boot.ms),
         daemonNoCodeCache: summary(bootNoCache.ms),
         daemonQuota25: summary(bootQuota.ms),
+        daemonQuota25NoCodeCache: summary(bootQuotaNoCache.ms),
+        cpuMs: {
+          daemon: summary([...boot.cpuMs, ...bootQuota.cpuMs]),
+          daemonNoCodeCache: summary([...bootNoCache.cpuMs, ...bootQuotaNoCache.cpuMs]),
+          python: summary([...py.cpuMs, ...pyQuota.cpuMs]),
+        },
         python: summary(py.ms),
         pythonQuota25: summary(pyQuota.ms),
       },
       firstAnswerNotAllActive: wrong,
+      builtinRequireMs: builtins,
       load: { python: pyLoad, daemon: dLoad, daemonJit: jitRes?.load },
       memory: { idle, after, jit: jitRes && { idle: jitRes.idle, after: jitRes.after } },
       raw: {
