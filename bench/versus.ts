@@ -13,12 +13,13 @@
 //      requests (get_health, get_status, ping) on one connection (wall time), as the app user; memory 31 s
 //      after that (after the heap trimmer's next check);
 //   4. the same load and memory with the JIT on (no --lite-mode/--jitless, MemoryDenyWriteExecute off, a
-//      drop-in), for the trade-off, with VERSUS_JIT=1 (another minute).
-// Prints a table and writes bench/results/versus.json. About a minute.
+//      drop-in), for the trade-off, with VERSUS_JIT=1 (another minute or so).
+// Prints a table and writes bench/results/versus.json. About two minutes, a minute of it the two waits for the
+// heap trimmer's check before reading memory (the readings are meant to be what a quiet daemon holds).
 //
 //   PY_BASELINE=path/to/py-baseline.py node dist/bench/versus.js     (as root; the daemon must be built)
 // Environment: PY_BASELINE (default: ../shared/bench/py-baseline.py next to the checkout), VERSUS_BOOT_RUNS
-// (starts per way and variant, default 4), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_JIT (0).
+// (starts per way and variant, default 3), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_JIT (0).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -160,7 +161,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const script = baselinePath();
-  const n = setting('VERSUS_BOOT_RUNS', 4, 2);
+  const n = setting('VERSUS_BOOT_RUNS', 3, 2);
   const perClient = setting('VERSUS_PER_CLIENT', 500, 100);
   const sequential = setting('VERSUS_SEQUENTIAL', 10_000, 2000);
   const jit = process.env.VERSUS_JIT === '1';
