@@ -9,6 +9,7 @@
 //   startup      N starts of the daemon: D-Bus activation end to end, and StartUnit → NameOwnerChanged
 //   call         one ApplyConfig or RestartService over D-Bus or the socket: {ok, result} or {ok: false,
 //                error (the D-Bus error name or socket:CODE), message}; never fails itself
+import { readFileSync } from 'node:fs';
 import dbus from 'dbus-next';
 import { LineClient, SocketClosedError, SocketError } from './socket-client.js';
 
@@ -507,9 +508,12 @@ async function startup(o: StartupOpts) {
     const t0 = wallMs();
     let answeredMs = Number.NaN;
     let jobMs = Number.NaN;
+    let healthAllActive: boolean | undefined;
     if (mode === 'activation') {
-      await getHealth(c);
+      const reply = await getHealth(c);
       answeredMs = wallMs() - t0;
+      // The first answer must already be the real one (the name is claimed after the first health check).
+      healthAllActive = Object.values(reply.body[0] as Record<string, string>).every((v) => v === 'active');
     } else {
       const r = await job('StartUnit');
       jobMs = wallMs() - t0;
@@ -518,6 +522,7 @@ async function startup(o: StartupOpts) {
     for (let k = 0; k < 200 && owned.length === before; k++) await sleep(5);
     const ownedAt = owned[before] ?? Number.NaN;
     const info = await unitInfo(c, unitPath);
+    const cpuMs = onCpuMs(info.mainPid);
     runs.push({
       mode,
       t0,
@@ -529,6 +534,8 @@ async function startup(o: StartupOpts) {
       callToExecMs: info.execMainStartUs / 1000 - t0,
       execMainStartUs: info.execMainStartUs,
       mainPid: info.mainPid,
+      healthAllActive,
+      cpuMs,
     });
     progress(
       `start ${i + 1}/${o.n * 2} (${mode}): exec → name ${(ownedAt - info.execMainStartUs / 1000).toFixed(1)} ms, ${mode === 'activation' ? `call → answer ${answeredMs.toFixed(1)}` : `StartUnit → name ${(ownedAt - t0).toFixed(1)}`} ms`,
@@ -544,6 +551,109 @@ async function startup(o: StartupOpts) {
   }
   c.close();
   return { runs, nodeFloorMs: nodeFloor };
+}
+
+// ---- versus: the Python baseline side by side ----------------------------------------------------------
+
+interface SockLoadOpts {
+  socket: string;
+  clients: number;
+  perClient: number;
+  sequential: number;
+}
+
+/** Throughput of `clients` connections each sending get_health one after another, then the wall time of
+ * `sequential` mixed requests (get_health, get_status, ping in turn) on one connection. */
+async function sockLoad(o: SockLoadOpts) {
+  const conns = await Promise.all(Array.from({ length: o.clients }, () => LineClient.connect(o.socket)));
+  for (const k of conns) for (let i = 0; i < 20; i++) await k.call(`{"id":"w${i}","method":"get_status"}`);
+  const t0 = performance.now();
+  await Promise.all(
+    conns.map(async (k, ci) => {
+      for (let i = 0; i < o.perClient; i++) await k.call(`{"id":"${ci}-${i}","method":"get_health"}`);
+    }),
+  );
+  const concS = (performance.now() - t0) / 1000;
+  for (const k of conns) k.close();
+  const s = await LineClient.connect(o.socket);
+  const methods = ['get_health', 'get_status', 'ping'];
+  let bytes = 0;
+  const t1 = performance.now();
+  for (let i = 0; i < o.sequential; i++)
+    bytes += (await s.call(`{"id":${i},"method":"${methods[i % 3]}"}`)).length;
+  const seqS = (performance.now() - t1) / 1000;
+  s.close();
+  return {
+    concurrent: { clients: o.clients, requests: o.clients * o.perClient, seconds: concS },
+    requests_per_s: Math.round((o.clients * o.perClient) / concS),
+    sequential: {
+      requests: o.sequential,
+      seconds: seqS,
+      mean_answer_bytes: Math.round(bytes / o.sequential),
+    },
+  };
+}
+
+interface PyBootOpts {
+  script: string;
+  socket: string;
+  n: number;
+  /** systemd's CPUQuota= for the transient unit, e.g. "25%"; empty: none. */
+  quota: string;
+}
+
+/** Starts the Python baseline as a transient unit n times: exec (systemd's ExecMainStartTimestamp) → the
+ * first get_health answered on its socket (polled every millisecond). */
+async function pyBoot(o: PyBootOpts) {
+  const { execFileSync } = await import('node:child_process');
+  const c = await BusClient.connect();
+  const ms: number[] = [];
+  const cpu: number[] = [];
+  for (let i = 0; i < o.n; i++) {
+    const unit = `py-baseline-${process.pid}-${i}.service`;
+    const props = ['--collect', '--quiet', `--unit=${unit}`];
+    if (o.quota) props.push('-p', `CPUQuota=${o.quota}`);
+    execFileSync('systemd-run', [...props, '/usr/bin/python3', o.script, o.socket]);
+    let answeredAt = Number.NaN;
+    for (let k = 0; k < 10_000 && Number.isNaN(answeredAt); k++) {
+      try {
+        const s = await LineClient.connect(o.socket);
+        try {
+          await withTimeout(s.request('get_health'), 5000, 'get_health');
+          answeredAt = wallMs();
+        } finally {
+          s.close();
+        }
+      } catch {
+        await sleep(1);
+      }
+    }
+    const unitPath = String((await c.call(SYSTEMD, SD_PATH, SD_MANAGER, 'LoadUnit', 's', [unit])).body[0]);
+    const info = await unitInfo(c, unitPath);
+    ms.push(answeredAt - info.execMainStartUs / 1000);
+    cpu.push(onCpuMs(info.mainPid));
+    progress(
+      `python start ${i + 1}/${o.n}${o.quota ? ` (CPUQuota=${o.quota})` : ''}: ${ms.at(-1)?.toFixed(1)} ms`,
+    );
+    if (i < o.n - 1) {
+      execFileSync('systemctl', ['stop', unit]);
+      await sleep(200);
+    } else {
+      progress(`python baseline left running as ${unit}`);
+    }
+  }
+  c.close();
+  return { ms, cpuMs: cpu };
+}
+
+/** CPU time a process has run so far (the kernel's schedstat, ns precision), in ms; NaN once it is gone.
+ * Read just after it answered, it is its start-up's CPU cost whatever else the machine was doing. */
+function onCpuMs(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 // ---- one operation ----------------------------------------------------------------------------------
@@ -619,6 +729,12 @@ async function main(): Promise<void> {
       break;
     case 'call':
       result = await oneCall(opts);
+      break;
+    case 'sockload':
+      result = await sockLoad({ socket: SOCKET, clients: 32, perClient: 500, sequential: 10_000, ...opts });
+      break;
+    case 'pyboot':
+      result = await pyBoot(opts);
       break;
     default:
       throw new Error(`unknown mode ${mode}`);

@@ -3,6 +3,7 @@
 # bench/results/NAME.json), then a summary of the figures against the targets (bench/summary.ts).
 #
 #   scripts/bench.sh [NAME...]       NAME: startup memory latency detection socket soak soak-capped chaos flood
+#                                    versus (the Python baseline side by side: PY_BASELINE=its path)
 #                                    (default: all but soak-capped, the soak with V8's old space capped at
 #                                    32 MB, where a leak cannot hide in the heap's slack)
 #   BENCH_QUICK=1 scripts/bench.sh   shortened runs of everything (a smoke test, not figures)
@@ -15,7 +16,7 @@ set -uo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$SRC"
-DEFAULT=(startup memory latency detection socket soak chaos flood)
+DEFAULT=(startup memory latency detection socket soak chaos flood versus)
 ALL=("${DEFAULT[@]}" soak-capped)
 if [ $# -gt 0 ]; then SELECTED=("$@"); else SELECTED=("${DEFAULT[@]}"); fi
 for n in "${SELECTED[@]}"; do
@@ -50,6 +51,7 @@ for n in "${SELECTED[@]}"; do
     soak-capped) stage soak-capped $(((soak_min + 15) * 60)) env SOAK_NODE_OPTIONS=--max-old-space-size=32 node dist/bench/soak.js ;;
     chaos) stage chaos $(((chaos_min + 15) * 60)) node dist/bench/chaos.js ;;
     flood) stage flood 600 node dist/bench/flood.js ;;
+    versus) stage versus 600 node dist/bench/versus.js ;;
   esac
 done
 

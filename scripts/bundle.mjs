@@ -10,15 +10,11 @@
 //
 // Left out of the bundle: native addons (systemd-journald, usocket, sockopt, sd-notify: loaded from
 // node_modules at run time) and x11 (an optional require of dbus-next's that is never taken on the system bus).
-import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { build } from 'esbuild';
 
-const result = await build({
-  entryPoints: {
-    'openauto-system': 'dist/src/main.js',
-    openautoctl: 'dist/src/ctl/openautoctl.js',
-  },
-  outdir: 'dist/bin',
+const common = {
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -27,12 +23,41 @@ const result = await build({
   minifySyntax: true,
   legalComments: 'none',
   external: ['systemd-journald', 'usocket', 'sockopt', 'sd-notify', 'x11'],
+  logLevel: 'warning',
+  metafile: true,
+};
+const ctl = await build({
+  ...common,
+  entryPoints: { openautoctl: 'dist/src/ctl/openautoctl.js' },
+  outdir: 'dist/bin',
   // CommonJS dependencies (dbus-next, xml2js) call require(); an ES module has none of its own.
   banner: {
     js: "import { createRequire as __ccr } from 'node:module'; const require = __ccr(import.meta.url);",
   },
-  logLevel: 'warning',
-  metafile: true,
 });
+// The daemon: a CommonJS script body that dist/bin/openauto-system.js compiles with V8's code cache
+// (scripts/code-cache.mjs). vm.Script takes a cache, an ES module cannot on node 20.
+const daemon = await build({
+  ...common,
+  entryPoints: { 'openauto-system-main': 'dist/src/main.js' },
+  outdir: 'dist/bin',
+  outExtension: { '.js': '.cjs' },
+  format: 'cjs',
+  define: { 'import.meta.url': '__oas_import_meta_url' },
+  banner: { js: "var __oas_import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+});
+const main = 'dist/bin/openauto-system-main.cjs';
+// Wrapped in a function by the loader: a shebang line would be a syntax error there.
+writeFileSync(main, readFileSync(main, 'utf8').replace(/^#!.*/, ''));
+copyFileSync('scripts/daemon-loader.mjs', 'dist/bin/openauto-system.js');
+chmodSync('dist/bin/openauto-system.js', 0o755);
+// The code cache, made by the node that runs the build with the unit's flags (scripts/code-cache.mjs). A node
+// that cannot make it (one refusing a flag) gets an empty cache, which V8 rejects: start-up as without one.
+const cache = spawnSync(process.execPath, ['scripts/code-cache.mjs'], { stdio: 'inherit' });
+if (cache.status !== 0) {
+  console.warn('bundle: WARNING: no code cache made; the daemon compiles its bundle at every start');
+  writeFileSync('dist/bin/openauto-system-main.cache', '');
+}
 // The files each bundle holds: scripts/deb.sh names the bundled packages and their licences from it.
-writeFileSync('dist/bundle-inputs.json', JSON.stringify(Object.keys(result.metafile.inputs).sort(), null, 1));
+const inputs = new Set([...Object.keys(ctl.metafile.inputs), ...Object.keys(daemon.metafile.inputs)]);
+writeFileSync('dist/bundle-inputs.json', JSON.stringify([...inputs].sort(), null, 1));

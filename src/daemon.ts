@@ -43,17 +43,27 @@ export interface DaemonDeps {
 export class Daemon extends EventEmitter implements SystemService {
   private readonly startedAt: number;
   private readonly now: () => number;
+  private healthText: string | undefined;
 
   constructor(private readonly deps: DaemonDeps) {
     super();
     this.now = deps.now ?? Date.now;
     this.startedAt = this.now();
-    deps.monitor.on('healthChanged', (h: HealthMap) => this.emit('healthChanged', h));
+    deps.monitor.on('healthChanged', (h: HealthMap) => {
+      this.healthText = undefined;
+      this.emit('healthChanged', h);
+    });
     deps.proxy?.route.on('changed', (s: ProxyStatus) => this.emit('proxyChanged', s));
   }
 
   getHealth(): HealthMap {
     return this.deps.monitor.health();
+  }
+
+  /** The health map changes only with healthChanged: its JSON text is made once per change, not per call. */
+  healthJson(): string {
+    this.healthText ??= JSON.stringify(this.getHealth());
+    return this.healthText;
   }
 
   getStatus(): { [key: string]: Json } {

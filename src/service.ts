@@ -25,6 +25,8 @@ export type Json = string | number | boolean | null | Json[] | { [key: string]: 
 
 export interface SystemService extends EventEmitter {
   getHealth(): HealthMap;
+  /** getHealth() as JSON text, where the service keeps it made once per change (the socket sends it as is). */
+  healthJson?(): string;
   getStatus(): { [key: string]: Json };
   /** Throws ServiceError. */
   applyConfig(section: string, caller: Caller): Promise<ApplyResult>;

@@ -9,6 +9,7 @@ import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
 import type { Caller, Json, ProxyReply, SystemService } from '../service.js';
 import { ALLOW_INTERACTIVE_AUTHORIZATION, type Bus, type DBusMessage, errorReply } from './connection.js';
+import { HealthReplyCache } from './health-reply.js';
 import { type InterfaceSpec, interfaceElement, parseInterface, toXml2js } from './introspection.js';
 import { BUSY_MESSAGE } from './polkit.js';
 import { RawReplies } from './raw-reply.js';
@@ -107,6 +108,7 @@ export class System1Export {
     let current: CallContext = { sender: '', interactive: false };
     const raw = new RawReplies(this.bus);
     const statusReply = new StatusReplyCache(raw);
+    const healthReply = new HealthReplyCache(raw);
     const admission = this.admission;
 
     const introspection = this.introspection;
@@ -179,6 +181,14 @@ export class System1Export {
       // A caller flooding methods that need polkit: Busy at once, the cheapest answer there is.
       if (m && NEEDS_POLKIT.has(m.name) && admission?.refusesNow(msg.sender)) {
         if (raw.error(msg, DBUS_ERROR_NAMES.Busy, BUSY_MESSAGE)) return true;
+      }
+      // GetHealth too, from the map's body marshalled once per healthChanged (health-reply.ts).
+      if (m?.name === 'GetHealth' && service.healthJson) {
+        try {
+          return healthReply.reply(msg, service.healthJson(), () => service.getHealth());
+        } catch (err) {
+          log.err('GetHealth reply failed', { error: errText(err), error_code: 'Internal' });
+        }
       }
       // GetStatus is open to everyone: answered from bytes marshalled once per change (status-reply.ts).
       if (m?.name === 'GetStatus') {

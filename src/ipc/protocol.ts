@@ -142,7 +142,9 @@ function dispatch(
     case 'ping':
       return resultLine(rawId, 'pong');
     case 'get_health':
-      return syncCall(rawId, method, () => service.getHealth());
+      return service.healthJson
+        ? syncText(rawId, method, () => (service.healthJson as () => string)())
+        : syncCall(rawId, method, () => service.getHealth());
     case 'get_status':
       return syncCall(rawId, method, () => service.getStatus());
     case 'subscribe':
@@ -214,6 +216,15 @@ function dispatch(
 function syncCall(rawId: string, method: Method, fn: () => unknown): string {
   try {
     return resultLine(rawId, fn() as Json);
+  } catch (err) {
+    return failureLine(rawId, method, err);
+  }
+}
+
+/** syncCall for a result the service already holds as JSON text. */
+function syncText(rawId: string, method: Method, fn: () => string): string {
+  try {
+    return `{"id":${rawId},"result":${fn()}}`;
   } catch (err) {
     return failureLine(rawId, method, err);
   }

@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// openauto-system's entry point (installed as dist/bin/openauto-system.js): compiles the daemon's bundle,
+// openauto-system-main.cjs, with the V8 code cache next to it (scripts/code-cache.mjs) and runs it. With the
+// cache V8 deserializes the bytecode of the bundle's start-up code instead of parsing and compiling 700 KB
+// in its interpreter at every start. A cache made by another node or with other V8 flags is rejected by V8
+// itself (it checks the version, the flags and the source), and the bundle is then compiled as usual.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Script } from 'node:vm';
+
+const dir = dirname(fileURLToPath(import.meta.url));
+const file = join(dir, 'openauto-system-main.cjs');
+export const cacheFile = join(dir, 'openauto-system-main.cache');
+let cachedData;
+try {
+  cachedData = readFileSync(cacheFile);
+} catch {
+  // no cache: compiled as usual
+}
+// The same wrapper as node's CommonJS loader, so the bundle sees require, module and __filename.
+export const script = new Script(
+  `(function (exports, require, module, __filename, __dirname) {${readFileSync(file, 'utf8')}\n})`,
+  { filename: file, ...(cachedData ? { cachedData } : {}) },
+);
+// V8 has what it needs from the cache: do not keep half a megabyte alive for the daemon's lifetime.
+cachedData = undefined;
+const module = { exports: {} };
+script.runInThisContext()(module.exports, createRequire(file), module, file, dir);
