@@ -8,7 +8,7 @@
 // shipped bundle. Identifiers are kept (no name mangling)
 // so the stack traces in the journal stay readable.
 //
-// Left out of the bundle: native addons (systemd-journald, usocket, sockopt, sd-notify: loaded from
+// Left out of the bundle: native addons (systemd-journald, usocket, sockopt, sd-notify, openauto-notify: loaded from
 // node_modules at run time) and x11 (an optional require of dbus-next's that is never taken on the system bus).
 import { writeFileSync } from 'node:fs';
 import { build } from 'esbuild';
@@ -26,7 +26,7 @@ const result = await build({
   minifyWhitespace: true,
   minifySyntax: true,
   legalComments: 'none',
-  external: ['systemd-journald', 'usocket', 'sockopt', 'sd-notify', 'x11'],
+  external: ['systemd-journald', 'usocket', 'sockopt', 'sd-notify', 'openauto-notify', 'x11'],
   // CommonJS dependencies (dbus-next, xml2js) call require(); an ES module has none of its own.
   banner: {
     js: "import { createRequire as __ccr } from 'node:module'; const require = __ccr(import.meta.url);",
