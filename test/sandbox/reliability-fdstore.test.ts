@@ -1,93 +1,16 @@
 // The app's socket connection survives the daemon: systemd's file-descriptor store keeps every accepted
-// connection while the daemon restarts (systemctl restart, install.sh run again), crashes (SIGKILL) or hangs,
+// connection while the daemon restarts (systemctl restart, install.sh run again) or crashes (SIGKILL),
 // and the next instance adopts it. A client sends a request every 10 ms on one connection throughout.
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { APP_USER, daemonBuilt, Sandbox, sandboxUnavailable } from './harness.js';
+import { Pinger } from './helpers-socket.js';
 
 const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
 const SERVICE = 'openauto-system.service';
 const SOCKET = '/run/openauto/system.sock';
 const SRC = '/usr/src/openauto-system';
-
-/** One connection sending `ping` every `everyMs`, recording when each request went out and came back. */
-class Pinger {
-  readonly sent = new Map<number, number>();
-  readonly answered = new Map<number, number>();
-  closedAt: number | undefined;
-  events: string[] = [];
-  private next = 1;
-  private timer: NodeJS.Timeout | undefined;
-  private buf = '';
-  private readonly waiters = new Map<string, (line: string) => void>();
-
-  constructor(readonly socket: net.Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => this.onData(d));
-    socket.on('end', () => {
-      this.closedAt ??= Date.now();
-    });
-    socket.on('close', () => {
-      this.closedAt ??= Date.now();
-    });
-    socket.on('error', () => {});
-  }
-
-  static connect(path: string): Promise<Pinger> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect(path);
-      s.once('error', reject);
-      s.once('connect', () => {
-        s.off('error', reject);
-        resolve(new Pinger(s));
-      });
-    });
-  }
-
-  private onData(d: string): void {
-    this.buf += d;
-    for (;;) {
-      const nl = this.buf.indexOf('\n');
-      if (nl < 0) return;
-      const line = this.buf.slice(0, nl);
-      this.buf = this.buf.slice(nl + 1);
-      const msg = JSON.parse(line) as { id?: unknown; event?: string; result?: unknown };
-      if (msg.event) {
-        this.events.push(line);
-        continue;
-      }
-      if (typeof msg.id === 'number') this.answered.set(msg.id, Date.now());
-      else if (typeof msg.id === 'string') this.waiters.get(msg.id)?.(line);
-    }
-  }
-
-  /** One request with a string id; its answer line. */
-  ask(method: string, id: string): Promise<string> {
-    return new Promise((resolve) => {
-      this.waiters.set(id, resolve);
-      this.socket.write(`${JSON.stringify({ id, method })}\n`);
-    });
-  }
-
-  start(everyMs: number): void {
-    this.timer = setInterval(() => {
-      if (this.closedAt !== undefined) return;
-      const id = this.next++;
-      this.sent.set(id, Date.now());
-      this.socket.write(`${JSON.stringify({ id, method: 'ping' })}\n`);
-    }, everyMs);
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-  }
-
-  unanswered(): number[] {
-    return [...this.sent.keys()].filter((id) => !this.answered.has(id));
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
