@@ -9,11 +9,26 @@
 import { createRequire } from 'node:module';
 import { errText, log } from '../log/journal.js';
 
-/** Stored connections are named `conn-<instance>-<n>[-sub]`; `-sub`: the connection is subscribed to
- * events (renamed when that changes, so a crash keeps it too). The socket unit's own descriptor has
- * another name (its unit's, by default). */
+/** Stored connections are named `conn-<instance>-<n>[-new|-sub]`: `-new` until its first request (the
+ * next instance still holds it to the first-line deadline), `-sub` while subscribed to events. Renamed
+ * when that changes, so a crash keeps it too. The socket unit's own descriptor has another name (its
+ * unit's, by default). */
 export const CONN_PREFIX = 'conn-';
 export const SUBSCRIBED_SUFFIX = '-sub';
+export const NEW_SUFFIX = '-new';
+
+/** A stored connection's name for its state. */
+export function storeName(base: string, requested: boolean, subscribed: boolean): string {
+  if (!requested) return `${base}${NEW_SUFFIX}`;
+  return subscribed ? `${base}${SUBSCRIBED_SUFFIX}` : base;
+}
+
+/** The name without its state suffix. */
+export function storeBase(name: string): string {
+  for (const suffix of [NEW_SUFFIX, SUBSCRIBED_SUFFIX])
+    if (name.endsWith(suffix)) return name.slice(0, -suffix.length);
+  return name;
+}
 
 export interface FdStore {
   /** Hands a copy of `fd` to systemd under `name`; false when systemd refused or could not be told. */

@@ -36,7 +36,15 @@ import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
 import type { ProxyStatus } from '../proxy/state.js';
 import type { SystemService } from '../service.js';
-import { CONN_PREFIX, type FdStore, type StoredConnection, SUBSCRIBED_SUFFIX } from './fdstore.js';
+import {
+  CONN_PREFIX,
+  type FdStore,
+  NEW_SUFFIX,
+  type StoredConnection,
+  SUBSCRIBED_SUFFIX,
+  storeBase,
+  storeName,
+} from './fdstore.js';
 import { peerPid } from './peer.js';
 import {
   errorLine,
@@ -255,15 +263,14 @@ export class SocketServer {
     if (stored.length > 0) log.info(`adopted ${adopted} socket connection(s)`, { COUNT: adopted });
   }
 
-  /** Renames a stored connection when its subscription changes. Taken out first: systemd ignores a
+  /** Renames a stored connection when its state changes (first request, subscription). Taken out first: systemd ignores a
    * descriptor it already stores, whatever its new name (a crash between the two messages loses it). */
   private restore(conn: Connection): void {
     const store = this.fdStore;
     const old = conn.storeName;
     const fd = handleOf(conn.socket)?.fd;
     if (!store || old === undefined || fd === undefined || fd < 0) return;
-    const base = old.endsWith(SUBSCRIBED_SUFFIX) ? old.slice(0, -SUBSCRIBED_SUFFIX.length) : old;
-    const name = conn.session.subscribed ? `${base}${SUBSCRIBED_SUFFIX}` : base;
+    const name = storeName(storeBase(old), conn.requested, conn.session.subscribed);
     if (name === old) return;
     store.remove(old);
     conn.storeName = store.store(name, fd) ? name : undefined;
@@ -305,7 +312,7 @@ export class SocketServer {
         // Closed for good (not handed over): systemd's copy would keep the peer waiting.
         if (!this.handingOver && conn.storeName !== undefined) this.fdStore?.remove(conn.storeName);
       },
-      storedAs !== undefined,
+      storedAs !== undefined && !storedAs.endsWith(NEW_SUFFIX),
       () => this.restore(conn),
     );
     this.connections.add(conn);
@@ -314,7 +321,7 @@ export class SocketServer {
       conn.session.subscribed = storedAs.endsWith(SUBSCRIBED_SUFFIX);
     } else if (this.fdStore) {
       const fd = handleOf(socket)?.fd;
-      const name = `${this.storePrefix}${conn.id}`;
+      const name = storeName(`${this.storePrefix}${conn.id}`, false, false);
       if (fd !== undefined && fd >= 0 && this.fdStore.store(name, fd)) conn.storeName = name;
     }
   }
@@ -389,9 +396,10 @@ class Connection {
     /** The connecting process (SO_PEERCRED), when known. */
     readonly peer: number | undefined,
     onClose: () => void,
-    /** Adopted from a previous instance: it has asked before, so no first-line deadline. */
+    /** Adopted from a previous instance after its first request: no first-line deadline. */
     adopted: boolean,
-    private readonly onSubscription: () => void,
+    /** Its first request, or its subscription changed (the stored name says both). */
+    private readonly onStateChange: () => void,
   ) {
     if (adopted) this.requested = true;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -508,6 +516,7 @@ class Connection {
     this.requested = true;
     if (this.firstLineTimer) clearTimeout(this.firstLineTimer);
     this.firstLineTimer = undefined;
+    this.onStateChange();
   }
 
   /** Nothing in flight, not subscribed, not closing: closing it loses nobody an answer or an event. */
@@ -615,7 +624,7 @@ class Connection {
     if (isBlank(line)) return;
     const subscribed = this.session.subscribed;
     const outcome = handleLine(line, this.service, this.session);
-    if (this.session.subscribed !== subscribed) this.onSubscription();
+    if (this.session.subscribed !== subscribed) this.onStateChange();
     if (typeof outcome === 'string') {
       this.send(outcome);
       return;

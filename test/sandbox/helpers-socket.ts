@@ -8,6 +8,8 @@ export class Pinger {
   readonly answered = new Map<number, number>();
   closedAt: number | undefined;
   events: string[] = [];
+  /** Lines that are neither events nor answers to ping/ask (errors with id null). */
+  readonly others: string[] = [];
   private next = 1;
   private timer: NodeJS.Timeout | undefined;
   private buf = '';
@@ -49,7 +51,8 @@ export class Pinger {
         continue;
       }
       if (typeof msg.id === 'number') this.answered.set(msg.id, Date.now());
-      else if (typeof msg.id === 'string') this.waiters.get(msg.id)?.(line);
+      else if (typeof msg.id === 'string' && this.waiters.has(msg.id)) this.waiters.get(msg.id)?.(line);
+      else this.others.push(line);
     }
   }
 

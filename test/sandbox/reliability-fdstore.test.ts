@@ -162,6 +162,19 @@ describe('socket connections across daemon restarts and crashes (fd store)', { s
     assert.deepEqual(late, [], 'requests sent to the hung daemon were answered by the next one');
   });
 
+  it('a connection that never sent a request is still closed at its first-line deadline after a restart', async () => {
+    const idle = await Pinger.connect(join(sb.root, SOCKET));
+    const t0 = Date.now();
+    const old = await mainPid();
+    await sb.execOk(['systemctl', 'restart', SERVICE], { timeoutMs: 30_000 });
+    await waitRestarted(old);
+    // The daemon's first-line deadline is 10 s, counted again by the new instance.
+    await sb.waitFor(async () => idle.closedAt !== undefined, 25_000, 100);
+    const after = (idle.closedAt ?? 0) - t0;
+    assert.ok(after >= 9_000, `closed after ${after} ms`);
+    assert.match(idle.others.join('\n'), /no request within 10 s/);
+  });
+
   it('install.sh run again restarts the daemon without closing the connection', async () => {
     const client = await Pinger.connect(join(sb.root, SOCKET));
     client.start(10);

@@ -64,6 +64,8 @@ describe('socket connections in the fd store', () => {
     assert.equal(await b.call('{"id":2,"method":"ping"}'), '{"id":2,"result":"pong"}');
     const names = [...store.stored.keys()];
     assert.equal(names.length, 2);
+    // Stored as -new at once, renamed at its first request.
+    assert.equal(store.log.filter((l) => /^store conn-[0-9a-z]+-\d+-new$/.test(l)).length, 2);
     assert.notEqual(names[0], names[1]);
     for (const n of names) {
       assert.match(n, /^conn-[0-9a-z]+-\d+$/);
@@ -97,6 +99,7 @@ describe('socket connections in the fd store', () => {
       `${burst}\n{"id":"r","method":"restart_service","params":{"name":"hostapd"}}\n{"id":"x","me`,
     );
     await a.waitLines(50);
+    const logged = store.log.length;
     const handOver = server?.handOver();
     await sleep(30);
     a.socket.write('thod":"ping"}\n');
@@ -106,7 +109,18 @@ describe('socket connections in the fd store', () => {
     assert.equal(ids.length, 52, a.lines.join('\n'));
     assert.ok(ids.includes('r') && ids.includes('x'));
     assert.equal(store.stored.size, 1, 'still stored: the next instance adopts it');
-    assert.ok(!store.log.some((l) => l.startsWith('remove')));
+    assert.deepEqual(store.log.slice(logged), [], 'nothing taken out during the hand-over');
+  });
+
+  it('a connection that has sent no request is stored as -new (the next instance keeps its deadline)', async () => {
+    const store = new FakeStore();
+    await serve(store);
+    await connect();
+    await sleep(50);
+    assert.deepEqual(
+      [...store.stored.keys()].map((n) => n.replace(/^conn-[0-9a-z]+-\d+/, 'BASE')),
+      ['BASE-new'],
+    );
   });
 
   it('without a store, the hand-over is a plain close', async () => {
