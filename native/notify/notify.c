@@ -51,7 +51,8 @@ static napi_value Notify(napi_env env, napi_callback_info info) {
         napi_value v;
         int32_t fd = -1;
         napi_get_element(env, argv[1], i, &v);
-        if (napi_get_value_int32(env, v, &fd) != napi_ok || fd < 0) return fail(env, "fds must be non-negative integers");
+        if (napi_get_value_int32(env, v, &fd) != napi_ok || fd < 0)
+          return fail(env, "fds must be non-negative integers");
         fds[i] = fd;
       }
     }

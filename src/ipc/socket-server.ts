@@ -263,8 +263,9 @@ export class SocketServer {
     if (stored.length > 0) log.info(`adopted ${adopted} socket connection(s)`, { COUNT: adopted });
   }
 
-  /** Renames a stored connection when its state changes (first request, subscription). Taken out first: systemd ignores a
-   * descriptor it already stores, whatever its new name (a crash between the two messages loses it). */
+  /** Renames a stored connection when its state changes (first request, subscription). Taken out first:
+   * systemd ignores a descriptor it already stores, whatever its new name (a crash between the two
+   * messages loses it). */
   private restore(conn: Connection): void {
     const store = this.fdStore;
     const old = conn.storeName;
