@@ -18,7 +18,7 @@ import { stallFromEnv } from './config/stall.js';
 import { Daemon } from './daemon.js';
 import { type ApExpectation, reconfigureLink } from './health/functional.js';
 import { HealthMonitor } from './health/monitor.js';
-import { openFdStore, passedFdsFromEnv, SocketServer } from './ipc/index.js';
+import { SocketServer, socketFromSystemd } from './ipc/index.js';
 import { errText, log } from './log/journal.js';
 import { HeapTrimmer } from './memory/heap-trim.js';
 import { subnetOf } from './proxy/request.js';
@@ -193,16 +193,13 @@ async function run(settings: Settings): Promise<void> {
 
   let socket: SocketServer | undefined;
   if (settings.socketEnabled) {
-    // The socket unit's listening socket, and the connections a previous instance left in the fd store.
-    const passed = passedFdsFromEnv();
     socket = new SocketServer(daemon, {
       path: settings.socket,
       groupFile: settings.groupFile,
       // Answers still in flight get half a second; the whole stop is bounded at 1 s.
       closeGraceMs: 500,
-      ...(passed.listen !== undefined ? { listenFd: passed.listen } : {}),
-      fdStore: openFdStore(),
-      adopt: passed.connections,
+      // The socket unit's listening socket, and the connections a previous instance left in the fd store.
+      ...socketFromSystemd(),
     });
     await socket.start();
   }
@@ -240,8 +237,7 @@ async function run(settings: Settings): Promise<void> {
     proxy.stop();
     trimmer.stop();
     watchdog?.stop();
-    // Connections stay open for the next instance (systemd's fd store; a plain close without one).
-    await socket?.handOver().catch(() => undefined);
+    await socket?.close().catch(() => undefined);
     try {
       await bus.call({ ...nameCall('ReleaseName', 's', [BUS_NAME]), timeoutMs: 300 });
     } catch (err) {

@@ -8,6 +8,7 @@
 // sd_pid_notify_with_fds (SCM_RIGHTS on the notify datagram).
 import { createRequire } from 'node:module';
 import { errText, log } from '../log/journal.js';
+import type { SocketServerOptions } from './socket-server.js';
 
 /** Stored connections are named `conn-<instance>-<n>[-new|-sub]`: `-new` until its first request (the
  * next instance still holds it to the first-line deadline), `-sub` while subscribed to events. Renamed
@@ -114,4 +115,18 @@ export function passedFdsFromEnv(env: NodeJS.ProcessEnv = process.env, pid: numb
     else if (out.listen === undefined) out.listen = fd;
   }
   return out;
+}
+
+/** What systemd hands the socket server: the socket unit's listening socket (when there is one), the fd
+ * store, and the connections a previous instance left in it. */
+export function socketFromSystemd(
+  env: NodeJS.ProcessEnv = process.env,
+): Pick<SocketServerOptions, 'listenFd' | 'fdStore' | 'adopt'> {
+  const passed = passedFdsFromEnv(env);
+  const store = openFdStore(env);
+  return {
+    ...(passed.listen !== undefined ? { listenFd: passed.listen } : {}),
+    ...(store ? { fdStore: store } : {}),
+    adopt: passed.connections,
+  };
 }

@@ -182,9 +182,15 @@ export class SocketServer {
     });
   }
 
+  /** Stops serving. With an fd store the connections are handed over (handOver), not closed: stopping is
+   * then always a hand-over, whoever stops us; systemd closes them if the unit stops for good. */
+  async close(): Promise<void> {
+    return this.fdStore ? this.handOver() : this.closeAll();
+  }
+
   /** Stops accepting, removes the socket file it created, lets in-flight answers out for up to closeGraceMs,
    * then closes every connection. */
-  async close(): Promise<void> {
+  private async closeAll(): Promise<void> {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
@@ -209,12 +215,16 @@ export class SocketServer {
   async handOver(): Promise<void> {
     const server = this.server;
     if (!server) return;
-    if (!this.fdStore) return this.close();
+    if (!this.fdStore) return this.closeAll();
     this.server = undefined;
     this.handingOver = true;
     this.service.off('healthChanged', this.onHealthChanged);
     this.service.off('proxyChanged', this.onProxyChanged);
     server.close();
+    if (this.bound) {
+      await unlinkIfOurs(this.bound);
+      this.bound = undefined;
+    }
     for (const s of this.strays) s.destroy();
     const conns = [...this.connections];
     for (const c of conns) c.beginHandOver();
