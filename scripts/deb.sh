@@ -127,7 +127,8 @@ const stanza = (files, name, comment) => {
 };
 for (const name of bundled)
   stanza('usr/lib/openauto-system/dist/bin/*', name, `Part of the bundled programs`);
-for (const name of natives)
+// A native module of this repository (a `file:` dependency, linked in node_modules) is under `Files: *`.
+for (const name of natives.filter((n) => !fs.lstatSync(path.join('node_modules', n)).isSymbolicLink()))
   stanza(`usr/lib/openauto-system/node_modules/${name}/*`, name, 'Installed as it is');
 console.log(out.join('\n'));
 JS

@@ -7,7 +7,7 @@
 //
 // Why by loading rather than by package.json: usocket lists node-gyp and nan as dependencies, which a
 // production install would carry (npm's own 100 packages); what require() really reads is the exact set.
-import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, sep } from 'node:path';
 
@@ -31,9 +31,20 @@ function packageDir(file) {
   throw new Error(`${file} is in no package`);
 }
 
+// A package of this repository (a `file:` dependency such as native/notify) is a symbolic link in
+// node_modules; require.cache names its real files: give them back their node_modules path.
+const linked = names
+  .map((n) => [realpathSync(join(nodeModules, n)), join(nodeModules, n)])
+  .filter(([real, link]) => real !== link);
+function underNodeModules(f) {
+  for (const [real, link] of linked) if (f.startsWith(real + sep)) return link + f.slice(real.length);
+  return f;
+}
+
 const files = new Set();
 const packages = new Set();
-for (const f of Object.keys(require.cache)) {
+for (const cached of Object.keys(require.cache)) {
+  const f = underNodeModules(cached);
   if (!f.startsWith(nodeModules + sep)) continue;
   files.add(f);
   packages.add(packageDir(f));

@@ -11,7 +11,7 @@ import { System1Export } from './bus/system1.js';
 import { ApplyCoordinator } from './config/apply-coordinator.js';
 import { Daemon } from './daemon.js';
 import { HealthMonitor } from './health/monitor.js';
-import { listenFdsFromEnv, SocketServer } from './ipc/index.js';
+import { SocketServer, socketFromSystemd } from './ipc/index.js';
 import { errText, log } from './log/journal.js';
 import { HeapTrimmer } from './memory/heap-trim.js';
 import { subnetOf } from './proxy/request.js';
@@ -73,10 +73,14 @@ async function run(settings: Settings): Promise<void> {
 
   let socket: SocketServer | undefined;
   if (settings.socketEnabled) {
-    const listenFd = listenFdsFromEnv()[0];
-    // Answers still in flight get half a second; the whole stop is bounded at 1 s.
-    const opts = { path: settings.socket, groupFile: settings.groupFile, closeGraceMs: 500 };
-    socket = new SocketServer(daemon, listenFd !== undefined ? { ...opts, listenFd } : opts);
+    socket = new SocketServer(daemon, {
+      path: settings.socket,
+      groupFile: settings.groupFile,
+      // Answers still in flight get half a second; the whole stop is bounded at 1 s.
+      closeGraceMs: 500,
+      // The socket unit's listening socket, and the connections a previous instance left in the fd store.
+      ...socketFromSystemd(),
+    });
     await socket.start();
   }
 

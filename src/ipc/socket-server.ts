@@ -36,6 +36,15 @@ import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
 import type { ProxyStatus } from '../proxy/state.js';
 import type { SystemService } from '../service.js';
+import {
+  CONN_PREFIX,
+  type FdStore,
+  NEW_SUFFIX,
+  type StoredConnection,
+  SUBSCRIBED_SUFFIX,
+  storeBase,
+  storeName,
+} from './fdstore.js';
 import { peerPid } from './peer.js';
 import {
   errorLine,
@@ -75,9 +84,26 @@ export interface SocketServerOptions {
   /** A connection must complete its first request line this soon after connecting; default 10000; 0
    * disables. */
   firstLineTimeoutMs?: number;
+  /** systemd's fd store: every accepted connection is stored, so it survives our restart (fdstore.ts). */
+  fdStore?: FdStore;
+  /** Connections a previous instance stored, adopted by start(). */
+  adopt?: StoredConnection[];
 }
 
-type Resolved = Required<Omit<SocketServerOptions, 'listenFd'>> & { listenFd: number | undefined };
+type Resolved = Required<Omit<SocketServerOptions, 'listenFd' | 'fdStore' | 'adopt'>> & {
+  listenFd: number | undefined;
+};
+
+/** What a stored connection's descriptor is, on node's internal stream handle (Linux: a libuv pipe). */
+interface StreamHandle {
+  fd?: number;
+  reading?: boolean;
+  readStop(): number;
+  readStart(): number;
+}
+function handleOf(socket: Socket): StreamHandle | undefined {
+  return (socket as unknown as { _handle?: StreamHandle | null })._handle ?? undefined;
+}
 
 const TOO_LONG = Symbol('line too long');
 type Queued = Buffer | typeof TOO_LONG;
@@ -89,13 +115,22 @@ export class SocketServer {
   private readonly connections = new Set<Connection>();
   private readonly strays = new Set<Socket>();
   private nextId = 1;
+  /** Stored connections' names start with this: unique to this instance, so never one a predecessor used. */
+  private readonly storePrefix = `${CONN_PREFIX}${process.pid.toString(36)}${Date.now().toString(36)}-`;
+  /** Handing over: connections that close now are not taken out of the store. */
+  private handingOver = false;
   private readonly onHealthChanged = (health: HealthMap) => this.broadcastHealth(health);
   private readonly onProxyChanged = (status: ProxyStatus) => this.broadcast(proxyChangedLine(status));
+
+  private readonly fdStore: FdStore | undefined;
+  private adopt: StoredConnection[];
 
   constructor(
     private readonly service: SystemService,
     opts: SocketServerOptions,
   ) {
+    this.fdStore = opts.fdStore;
+    this.adopt = opts.adopt ?? [];
     this.opts = {
       path: opts.path,
       mode: opts.mode ?? 0o660,
@@ -140,15 +175,22 @@ export class SocketServer {
     }
     this.service.on('healthChanged', this.onHealthChanged);
     this.service.on('proxyChanged', this.onProxyChanged);
+    this.adoptStored();
     log.info('socket listening', {
       PATH: this.opts.path,
       ACTIVATED: this.opts.listenFd !== undefined,
     });
   }
 
+  /** Stops serving. With an fd store the connections are handed over (handOver), not closed: stopping is
+   * then always a hand-over, whoever stops us; systemd closes them if the unit stops for good. */
+  async close(): Promise<void> {
+    return this.fdStore ? this.handOver() : this.closeAll();
+  }
+
   /** Stops accepting, removes the socket file it created, lets in-flight answers out for up to closeGraceMs,
    * then closes every connection. */
-  async close(): Promise<void> {
+  private async closeAll(): Promise<void> {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
@@ -164,12 +206,88 @@ export class SocketServer {
     await closed;
   }
 
+  /**
+   * Graceful stop with the fd store: stop accepting and reading, answer every complete request already
+   * read (and finish a line half read), let the answers out, then close our copies only: systemd's stored
+   * copies keep the connections open for the next instance. Bounded by closeGraceMs; without a store this
+   * is close().
+   */
+  async handOver(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    if (!this.fdStore) return this.closeAll();
+    this.server = undefined;
+    this.handingOver = true;
+    this.service.off('healthChanged', this.onHealthChanged);
+    this.service.off('proxyChanged', this.onProxyChanged);
+    server.close();
+    if (this.bound) {
+      await unlinkIfOurs(this.bound);
+      this.bound = undefined;
+    }
+    for (const s of this.strays) s.destroy();
+    const conns = [...this.connections];
+    for (const c of conns) c.beginHandOver();
+    const deadline = Date.now() + this.opts.closeGraceMs;
+    while (conns.some((c) => !c.handedOver) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    let unfinished = 0;
+    for (const c of conns) {
+      if (!c.handedOver) unfinished++;
+      // One we were closing anyway (idle, over-long line) is not handed on.
+      if (c.closing && c.storeName !== undefined) this.fdStore.remove(c.storeName);
+      c.release();
+    }
+    log.info('socket connections handed over to systemd', {
+      COUNT: conns.length,
+      UNFINISHED: unfinished,
+    });
+  }
+
   /** Open connections (not counting ones being turned away). */
   get clientCount(): number {
     return this.connections.size;
   }
 
-  private accept(socket: Socket): void {
+  /** Takes over the connections a previous instance stored (their names stay, so do their entries). */
+  private adoptStored(): void {
+    const stored = this.adopt;
+    this.adopt = [];
+    let adopted = 0;
+    for (const { fd, name } of stored) {
+      let socket: Socket;
+      try {
+        socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+      } catch (err) {
+        log.warning('a stored socket connection cannot be adopted; dropping it', {
+          FDNAME: name,
+          ERROR: errText(err),
+        });
+        this.fdStore?.remove(name);
+        continue;
+      }
+      this.accept(socket, name);
+      adopted++;
+    }
+    if (stored.length > 0) log.info(`adopted ${adopted} socket connection(s)`, { COUNT: adopted });
+  }
+
+  /** Renames a stored connection when its state changes (first request, subscription). Taken out first:
+   * systemd ignores a descriptor it already stores, whatever its new name (a crash between the two
+   * messages loses it). */
+  private restore(conn: Connection): void {
+    const store = this.fdStore;
+    const old = conn.storeName;
+    const fd = handleOf(conn.socket)?.fd;
+    if (!store || old === undefined || fd === undefined || fd < 0) return;
+    const name = storeName(storeBase(old), conn.requested, conn.session.subscribed);
+    if (name === old) return;
+    store.remove(old);
+    conn.storeName = store.store(name, fd) ? name : undefined;
+  }
+
+  private accept(socket: Socket, storedAs?: string): void {
     socket.on('error', () => {}); // EPIPE/ECONNRESET from a vanished client: 'close' follows.
     const peer = peerPid(socket);
     const victim = this.connections.size >= this.opts.maxClients ? this.victimFor(peer) : undefined;
@@ -194,10 +312,29 @@ export class SocketServer {
       setTimeout(() => socket.destroy(), this.opts.closeGraceMs).unref();
       return;
     }
-    const conn = new Connection(this.nextId++, socket, this.service, this.opts, peer, () =>
-      this.connections.delete(conn),
+    const conn = new Connection(
+      this.nextId++,
+      socket,
+      this.service,
+      this.opts,
+      peer,
+      () => {
+        this.connections.delete(conn);
+        // Closed for good (not handed over): systemd's copy would keep the peer waiting.
+        if (!this.handingOver && conn.storeName !== undefined) this.fdStore?.remove(conn.storeName);
+      },
+      storedAs !== undefined && !storedAs.endsWith(NEW_SUFFIX),
+      () => this.restore(conn),
     );
     this.connections.add(conn);
+    if (storedAs !== undefined) {
+      conn.storeName = storedAs;
+      conn.session.subscribed = storedAs.endsWith(SUBSCRIBED_SUFFIX);
+    } else if (this.fdStore) {
+      const fd = handleOf(socket)?.fd;
+      const name = storeName(`${this.storePrefix}${conn.id}`, false, false);
+      if (fd !== undefined && fd >= 0 && this.fdStore.store(name, fd)) conn.storeName = name;
+    }
   }
 
   /** The connection to close for a newcomer from `peer` when every slot is taken: one of the process that
@@ -241,6 +378,10 @@ class Connection {
   readonly session: Session = { subscribed: false };
   /** A request line (not blank) has arrived. */
   requested = false;
+  /** Its name in systemd's fd store, when stored. */
+  storeName: string | undefined;
+  /** Handing over (SocketServer.handOver): nothing more is read once no line is half read. */
+  private handingOver = false;
   private firstLineTimer: NodeJS.Timeout | undefined;
   private inflight = 0;
   private queue: Queued[] = [];
@@ -260,13 +401,18 @@ class Connection {
 
   constructor(
     readonly id: number,
-    private readonly socket: Socket,
+    readonly socket: Socket,
     private readonly service: SystemService,
     private readonly opts: Resolved,
     /** The connecting process (SO_PEERCRED), when known. */
     readonly peer: number | undefined,
     onClose: () => void,
+    /** Adopted from a previous instance after its first request: no first-line deadline. */
+    adopted: boolean,
+    /** Its first request, or its subscription changed (the stored name says both). */
+    private readonly onStateChange: () => void,
   ) {
+    if (adopted) this.requested = true;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
       this.writeBlocked = false;
@@ -281,7 +427,7 @@ class Connection {
       if (this.firstLineTimer) clearTimeout(this.firstLineTimer);
       onClose();
     });
-    if (opts.firstLineTimeoutMs > 0) {
+    if (opts.firstLineTimeoutMs > 0 && !adopted) {
       this.firstLineTimer = setTimeout(() => this.onNoRequest(), opts.firstLineTimeoutMs);
       this.firstLineTimer.unref();
     }
@@ -329,12 +475,59 @@ class Connection {
       }
     }
     if (queued) this.pumpCorked();
+    if (this.handingOver) this.readOnlyToLineEnd();
+  }
+
+  /** Handing over: read on only while a line is half read (its rest is still in the kernel), so the
+   * successor starts at a line boundary. */
+  private readOnlyToLineEnd(): void {
+    const h = handleOf(this.socket);
+    if (!h) return;
+    // `reading` stays true: node's stream would otherwise start reading again when it is resumed.
+    h.reading = true;
+    if (this.partialLen > 0 && !this.discarding) h.readStart();
+    else h.readStop();
+  }
+
+  /** Stops reading from the kernel; what node has already read is still handled (see handOver). */
+  beginHandOver(): void {
+    if (this.closed) return;
+    this.handingOver = true;
+    if (this.firstLineTimer) clearTimeout(this.firstLineTimer);
+    this.readOnlyToLineEnd();
+    // Lines node buffered before the stop still come in as 'data'.
+    if (!this.writeBlocked && this.inflight < this.opts.maxInFlight) this.setPaused(false);
+  }
+
+  /** Being closed by us (idle, over-long line, evicted, shutdown). */
+  get closing(): boolean {
+    return this.ending;
+  }
+
+  /** Every line read is answered, the answers are written, and nothing is half read. */
+  get handedOver(): boolean {
+    if (this.closed || this.ending) return true;
+    return (
+      this.qHead >= this.queue.length &&
+      this.inflight === 0 &&
+      this.partialLen === 0 &&
+      this.socket.readableLength === 0 &&
+      this.socket.writableLength === 0
+    );
+  }
+
+  /** Closes our descriptor only (no shutdown: systemd's copy keeps the connection open). */
+  release(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.destroy();
   }
 
   private markRequested(): void {
     this.requested = true;
     if (this.firstLineTimer) clearTimeout(this.firstLineTimer);
     this.firstLineTimer = undefined;
+    this.onStateChange();
   }
 
   /** Nothing in flight, not subscribed, not closing: closing it loses nobody an answer or an event. */
@@ -440,7 +633,9 @@ class Connection {
 
   private handle(line: Buffer): void {
     if (isBlank(line)) return;
+    const subscribed = this.session.subscribed;
     const outcome = handleLine(line, this.service, this.session);
+    if (this.session.subscribed !== subscribed) this.onStateChange();
     if (typeof outcome === 'string') {
       this.send(outcome);
       return;

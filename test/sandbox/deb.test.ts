@@ -16,6 +16,7 @@ import {
   REPO_ROOT,
   Sandbox,
 } from './harness.js';
+import { Pinger } from './helpers-socket.js';
 
 const SRC = '/usr/src/openauto-system';
 const OUT = 'dist/deb-test';
@@ -305,17 +306,27 @@ describe('the Debian package', { skip }, () => {
     await sb.writeFile('/tmp/socket-poll.js', SOCKET_POLL);
     await sb.execOk(['rm', '-f', '/tmp/socket-poll.stop']);
     const poll = sb.exec(['node', '/tmp/socket-poll.js'], { user: APP_USER, timeoutMs: 240_000 });
+    // And one connection held open throughout, a request every 10 ms (systemd's fd store keeps it).
+    const held = await Pinger.connect(join(sb.root, '/run/openauto/system.sock'));
+    held.start(10);
     await aptOk(['install', '-y', `./${debName(NEWER)}`]);
     await active();
     await sb.execOk(['touch', '/tmp/socket-poll.stop']);
+    await new Promise((r) => setTimeout(r, 500));
+    held.stop();
+    await new Promise((r) => setTimeout(r, 500));
+    held.socket.destroy();
+    t.diagnostic(`held connection: ${held.sent.size} requests, ${held.unanswered().length} unanswered`);
+    assert.equal(held.closedAt, undefined, 'the connection held open was closed by the upgrade');
+    assert.deepEqual(held.unanswered(), [], 'every request on the held connection was answered');
     const polled = await poll;
     assert.equal(polled.code, 0, polled.stderr);
     const counts = JSON.parse(polled.stdout) as { answered: number; refused: number; closed: number };
-    // Connections are never refused: openauto-system.socket listens throughout. (A request in flight at the
-    // very moment the old daemon exits may be closed unanswered; the app reconnects.)
+    // Connections are never refused: openauto-system.socket listens throughout; and never closed unanswered:
+    // one open while the old daemon stops is handed to the new one.
     t.diagnostic(`socket requests during the upgrade: ${JSON.stringify(counts)}`);
     assert.equal(counts.refused, 0, JSON.stringify(counts));
-    assert.ok(counts.answered > 10 && counts.closed <= 2, JSON.stringify(counts));
+    assert.ok(counts.answered > 10 && counts.closed === 0, JSON.stringify(counts));
     assert.equal(await packageState(), 'installed');
     assert.equal(await starts(), startsBefore + 1, 'the upgrade restarts the daemon exactly once');
     assert.notEqual((await sb.execOk(['systemctl', 'show', '-P', 'MainPID', UNIT])).trim(), pid);
