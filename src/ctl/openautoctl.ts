@@ -137,7 +137,8 @@ async function main(argv: string[]): Promise<number> {
         });
         await bus.trackOwner(NAME);
         await bus.addMatch(rule);
-        if (!json) console.error('watching HealthChanged (Ctrl-C to stop)');
+        // On stderr also with --json: a script knows from it that no later HealthChanged is missed.
+        console.error('watching HealthChanged (Ctrl-C to stop)');
         await new Promise<void>((resolve) => {
           process.once('SIGINT', resolve);
           process.once('SIGTERM', resolve);

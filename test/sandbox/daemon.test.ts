@@ -141,18 +141,34 @@ describe('openauto-system on the bus', { skip }, () => {
 
   it('kill -9 of hostapd: another client sees HealthChanged with hostapd not active, and openautoctl watch prints it', async () => {
     await waitHealthy();
-    const watch = sb.exec(['openautoctl', 'watch', '--json'], { timeoutMs: 6000, user: OTHER_USER });
+    await sb.execOk(['rm', '-f', '/tmp/watch.err', '/tmp/monitor.json']);
+    const watch = sb.exec(['bash', '-c', 'timeout 6 openautoctl watch --json 2>/tmp/watch.err; true'], {
+      timeoutMs: 8000,
+      user: OTHER_USER,
+    });
+    const match = `type='signal',interface='${INTERFACE}',member='HealthChanged'`;
     const monitor = sb.exec(
       [
-        'busctl',
-        '--system',
-        'monitor',
-        '--json=short',
-        `--match=type='signal',interface='${INTERFACE}',member='HealthChanged'`,
+        'bash',
+        '-c',
+        `timeout 6 busctl --system monitor --json=short --match="${match}" | tee /tmp/monitor.json`,
       ],
-      { timeoutMs: 6000 },
+      { timeoutMs: 8000 },
     );
-    await new Promise((r) => setTimeout(r, 700));
+    // Both listen before the kill: watch says so once subscribed; the monitor has seen a probe signal (root's,
+    // on another path: watch takes HealthChanged only from the daemon).
+    await sb.waitFor(
+      async () => {
+        await sb.exec(['busctl', 'emit', '/org/openauto/Probe', INTERFACE, 'HealthChanged', 'a{ss}', '0']);
+        const ready = (f: string) => sb.readFile(f).catch(() => '');
+        return (
+          (await ready('/tmp/watch.err')).includes('watching') &&
+          (await ready('/tmp/monitor.json')).includes('/org/openauto/Probe')
+        );
+      },
+      5000,
+      100,
+    );
     await sb.execOk(['systemctl', 'kill', '--kill-whom=main', '-s', 'KILL', 'hostapd.service']);
     const [w, m] = await Promise.all([watch, monitor]);
     const lines = w.stdout
