@@ -113,11 +113,16 @@ describe('socket connections across daemon restarts and crashes (fd store)', { s
       [],
       `every request not caught in a crash was answered (sent − given/signalled/active: ${lostElsewhere.map(where).join('; ')})`,
     );
-    // After each restart or crash completed, every request is answered.
-    for (const [, , done] of windows) {
-      const late = client.unanswered().filter((id) => (client.sent.get(id) ?? 0) >= done);
+    // After each restart or crash completed, every request is answered, up to the second before the next
+    // event (a request in that second may be read by an instance the next SIGKILL hits: counted above).
+    windows.forEach(([, , done], i) => {
+      const next = windows[i + 1]?.[1] ?? Number.POSITIVE_INFINITY;
+      const late = client.unanswered().filter((id) => {
+        const t = client.sent.get(id) ?? 0;
+        return t >= done && t < next - 1000;
+      });
       assert.deepEqual(late, [], 'a request sent after a restart completed was not answered');
-    }
+    });
     // A graceful restart loses nothing at all.
     for (const [kind, t0, done] of windows) {
       if (kind !== 'restart') continue;
