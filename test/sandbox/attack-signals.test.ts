@@ -16,9 +16,9 @@ import {
   Sandbox,
 } from './harness.js';
 import { getHealth, getStatus, hostapdStarts, waitAllActive } from './helpers-health.js';
+import { SOCKET_LINES_CLIENT } from './helpers-socket.js';
 
 const skip = daemonSuiteSkip();
-const SOCKET = '/run/openauto/system.sock';
 const PYTHON = '/usr/bin/python3';
 const PROTO_NAMES = ['constructor', '__proto__', 'toString', 'valueOf', 'hasOwnProperty'];
 
@@ -137,24 +137,6 @@ function parseForger(stdout: string): ForgerResult {
   const last = stdout.trim().split('\n').pop() ?? '';
   return JSON.parse(last) as ForgerResult;
 }
-
-/** A one-shot socket client run inside the container: sends each line, prints each answer line. */
-const SOCKET_CLIENT = `
-const net = require('node:net');
-const lines = process.argv.slice(1);
-const s = net.connect(${JSON.stringify(SOCKET)});
-let buf = '', got = 0;
-s.on('error', (e) => { console.log('ERROR ' + e.code); process.exit(0); });
-s.on('connect', () => { for (const l of lines) s.write(l + '\\n'); });
-s.on('data', (d) => {
-  buf += d;
-  let i;
-  while ((i = buf.indexOf('\\n')) >= 0) { console.log(buf.slice(0, i)); buf = buf.slice(i + 1); got++; }
-  if (got >= lines.length) s.end();
-});
-s.on('close', () => process.exit(0));
-setTimeout(() => { console.log('TIMEOUT'); process.exit(0); }, 20000);
-`;
 
 describe('attacks on what the daemon trusts', { skip }, () => {
   let sb: Sandbox;
@@ -278,7 +260,7 @@ describe('attacks on what the daemon trusts', { skip }, () => {
           [
             'node',
             '-e',
-            SOCKET_CLIENT,
+            SOCKET_LINES_CLIENT,
             JSON.stringify({ id: 1, method: 'restart_service', params: { name } }),
             JSON.stringify({ id: 2, method: 'apply_config', params: { section: name } }),
             JSON.stringify({ id: 3, method: name }),

@@ -2,6 +2,28 @@
 // recording when each request went out and when its answer came back.
 import net from 'node:net';
 
+/**
+ * A one-shot client of the legacy socket, run inside the container with `node -e SOCKET_LINES_CLIENT LINE…`:
+ * sends each line, prints each answer line, ends after as many answers (a refused connection prints
+ * `ERROR code`, no answer within 20 s prints `TIMEOUT`).
+ */
+export const SOCKET_LINES_CLIENT = `
+const net = require('node:net');
+const lines = process.argv.slice(1); // node -e: argv[1] is the first argument
+const s = net.connect('/run/openauto/system.sock');
+let buf = '', got = 0;
+s.on('error', (e) => { console.log('ERROR ' + e.code); process.exit(0); });
+s.on('connect', () => { for (const l of lines) s.write(l + '\\n'); });
+s.on('data', (d) => {
+  buf += d;
+  let i;
+  while ((i = buf.indexOf('\\n')) >= 0) { console.log(buf.slice(0, i)); buf = buf.slice(i + 1); got++; }
+  if (got >= lines.length) s.end();
+});
+s.on('close', () => process.exit(0));
+setTimeout(() => { console.log('TIMEOUT'); process.exit(0); }, 20000);
+`;
+
 /** One connection sending `ping` every `everyMs`, recording when each request went out and came back. */
 export class Pinger {
   readonly sent = new Map<number, number>();

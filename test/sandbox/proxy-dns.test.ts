@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { APP_USER, daemonBuilt, Sandbox, sandboxUnavailable } from './harness.js';
+import { SOCKET_LINES_CLIENT } from './helpers-socket.js';
 
 const skip = sandboxUnavailable() ?? (daemonBuilt ? undefined : 'the daemon is not built (npm run build)');
 
@@ -18,23 +19,6 @@ const PHONE = '10.0.0.31';
 const PASSWORD = 'Dns-Ph0ne-9931';
 /** The daemon's check interval here (--proxy-verify-ms; 10 s by default). */
 const VERIFY_MS = 2000;
-
-/** Socket client: sends each argv line, prints each answer line, ends after as many answers. */
-const SOCKET_CLIENT = `
-const s = require('node:net').connect('/run/openauto/system.sock');
-const lines = process.argv.slice(1);
-let buf = '', n = 0;
-s.on('connect', () => { for (const l of lines) s.write(l + '\\n'); });
-s.on('data', (d) => {
-  buf += d;
-  let i;
-  while ((i = buf.indexOf('\\n')) >= 0) {
-    console.log(buf.slice(0, i));
-    buf = buf.slice(i + 1);
-    if (++n === lines.length) s.end();
-  }
-});
-`;
 
 interface Status {
   ok: boolean;
@@ -81,7 +65,7 @@ describe('proxy route DNS through the real systemd-resolved', { skip }, () => {
 
   const socketLines = async (...requests: unknown[]): Promise<string[]> =>
     (
-      await sb.execOk(['node', '-e', SOCKET_CLIENT, ...requests.map((r) => JSON.stringify(r))], {
+      await sb.execOk(['node', '-e', SOCKET_LINES_CLIENT, ...requests.map((r) => JSON.stringify(r))], {
         user: APP_USER,
         timeoutMs: 30_000,
       })

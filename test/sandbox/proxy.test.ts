@@ -15,6 +15,7 @@ import {
   OTHER_USER,
   Sandbox,
 } from './harness.js';
+import { SOCKET_LINES_CLIENT } from './helpers-socket.js';
 
 const skip = daemonSuiteSkip();
 
@@ -34,24 +35,6 @@ require('http').createServer((q, s) => {
   }
   s.end('client=' + q.socket.remoteAddress + '\\n');
 }).listen(80, ${JSON.stringify(WEB)});
-`;
-
-/** Socket client: sends each argv line, prints each answer line, ends after as many answers. */
-const SOCKET_CLIENT = `
-const s = require('node:net').connect('/run/openauto/system.sock');
-const lines = process.argv.slice(1);
-let buf = '', n = 0;
-s.on('error', (e) => { console.log('ERROR ' + e.code); process.exit(0); });
-s.on('connect', () => { for (const l of lines) s.write(l + '\\n'); });
-s.on('data', (d) => {
-  buf += d;
-  let i;
-  while ((i = buf.indexOf('\\n')) >= 0) {
-    console.log(buf.slice(0, i));
-    buf = buf.slice(i + 1);
-    if (++n === lines.length) s.end();
-  }
-});
 `;
 
 /** Subscriber: subscribes, creates argv[2] once subscribed, prints every line for argv[1] seconds. */
@@ -90,7 +73,7 @@ describe('proxy route (real packets through a phone namespace)', { skip }, () =>
         [
           'node',
           '-e',
-          SOCKET_CLIENT,
+          SOCKET_LINES_CLIENT,
           ...requests.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))),
         ],
         { user, timeoutMs: 30_000 },

@@ -15,28 +15,11 @@ import {
   REPO_ROOT,
   Sandbox,
 } from './harness.js';
+import { SOCKET_LINES_CLIENT } from './helpers-socket.js';
 
 const skip = daemonSuiteSkip();
 const SOCKET = '/run/openauto/system.sock';
 const AA_UUID = '4de17a00-52cb-11e6-bdf4-0800200c9a66';
-
-/** A one-shot socket client run inside the container: sends each line, prints each answer line. */
-const SOCKET_CLIENT = `
-const net = require('node:net');
-const lines = process.argv.slice(1); // node -e: argv[1] is the first argument
-const s = net.connect(${JSON.stringify(SOCKET)});
-let buf = '', got = 0;
-s.on('error', (e) => { console.log('ERROR ' + e.code); process.exit(0); });
-s.on('connect', () => { for (const l of lines) s.write(l + '\\n'); });
-s.on('data', (d) => {
-  buf += d;
-  let i;
-  while ((i = buf.indexOf('\\n')) >= 0) { console.log(buf.slice(0, i)); buf = buf.slice(i + 1); got++; }
-  if (got >= lines.length) s.end();
-});
-s.on('close', () => process.exit(0));
-setTimeout(() => { console.log('TIMEOUT'); process.exit(0); }, 20000);
-`;
 
 describe('who may change what', { skip }, () => {
   let sb: Sandbox;
@@ -65,7 +48,7 @@ describe('who may change what', { skip }, () => {
     zone: (await sb.execOk(['readlink', '/etc/localtime'])).trim(),
   });
   const socket = (user: string, ...requests: object[]) =>
-    sb.execOk(['node', '-e', SOCKET_CLIENT, ...requests.map((r) => JSON.stringify(r))], { user });
+    sb.execOk(['node', '-e', SOCKET_LINES_CLIENT, ...requests.map((r) => JSON.stringify(r))], { user });
 
   before(async () => {
     sb = await Sandbox.start({ name: 'security' });
