@@ -177,7 +177,7 @@ const OPTIONS: Option[] = [
     flag: '--heap-trim-ms',
     env: 'OPENAUTO_HEAP_TRIM_MS',
     kind: 'ms',
-    help: 'how often a grown heap is collected (needs node --expose-gc)',
+    help: 'how often a grown heap is collected',
   },
   {
     key: 'apInterface',

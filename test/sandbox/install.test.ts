@@ -83,7 +83,7 @@ describe('install.sh and uninstall.sh on a live system', { skip }, () => {
       assert.match(r.stdout, /does not take --lite-mode: the unit runs without it/);
       assert.match(
         await sb.readFile('/usr/lib/systemd/system/openauto-system.service'),
-        /^ExecStart=\/usr\/local\/lib\/nodejs\/bin\/picky-node --max-semi-space-size=1 --jitless --no-expose-wasm --expose-gc \/usr\/lib\/openauto-system\/dist\/bin\/openauto-system\.js$/m,
+        /^ExecStart=\/usr\/local\/lib\/nodejs\/bin\/picky-node --max-semi-space-size=1 --jitless --no-expose-wasm \/usr\/lib\/openauto-system\/dist\/bin\/openauto-system\.js$/m,
       );
       await sb.waitFor(async () => (await sb.unitState('openauto-system.service')) === 'active', 30_000, 200);
       await health();

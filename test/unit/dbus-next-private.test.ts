@@ -42,6 +42,7 @@ describe('dbus-next private fields', { skip: privateBusUnavailable() }, () => {
     // The README names these as the runtime dependencies.
     assert.deepEqual(Object.keys(pkg.dependencies).sort(), [
       'dbus-next',
+      'openauto-memory',
       'openauto-notify',
       'sd-notify',
       'sockopt',

@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "memory",
+      "sources": ["memory.cc"],
+      "cflags_cc": ["-Wall", "-Wextra", "-O2"]
+    }
+  ]
+}
