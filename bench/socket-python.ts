@@ -154,12 +154,15 @@ function baselinePath(): string {
   return resolve(found);
 }
 
-/** CPU seconds (user + system, every thread) the process has used. */
+/** CPU seconds (user + system, every thread) the process has used, and the system part of it. */
 function cpuSeconds(pid: number): number {
+  return cpuTimes(pid).reduce((a, b) => a + b);
+}
+function cpuTimes(pid: number): [number, number] {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // Fields 14 and 15 (utime, stime); f[0] is field 3.
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  return [Number(f[11]) / CLK_TCK, Number(f[12]) / CLK_TCK];
 }
 
 interface Server {
@@ -212,6 +215,8 @@ async function startPython(dir: string, script: string): Promise<Server> {
 interface Figures {
   concurrent_req_s: number;
   concurrent_cpu_us: number;
+  /** The kernel's part of concurrent_cpu_us. */
+  concurrent_sys_us: number;
   sequential_s: number;
   sequential_cpu_us: number;
 }
@@ -226,6 +231,7 @@ async function measure(s: Server, clients: number, perClient: number, sequential
     const a = await k.call('{"id":"w","method":"get_health"}\n');
     if (a !== `{"id":"w","result":${HEALTH}}`) throw new Error(`${s.name}: unexpected answer ${a}`);
   }
+  const sys0 = cpuTimes(s.pid)[1];
   let cpu0 = cpuSeconds(s.pid);
   let t0 = process.hrtime.bigint();
   await Promise.all(
@@ -235,6 +241,7 @@ async function measure(s: Server, clients: number, perClient: number, sequential
   );
   const concS = Number(process.hrtime.bigint() - t0) / 1e9;
   const concCpu = cpuSeconds(s.pid) - cpu0;
+  const concSys = cpuTimes(s.pid)[1] - sys0;
   for (const k of conns) k.close();
 
   const c = await LineClient.connect(s.path);
@@ -252,6 +259,7 @@ async function measure(s: Server, clients: number, perClient: number, sequential
   return {
     concurrent_req_s: Math.round(n / concS),
     concurrent_cpu_us: Math.round((concCpu / n) * 1e7) / 10,
+    concurrent_sys_us: Math.round((concSys / n) * 1e7) / 10,
     sequential_s: Math.round(seqS * 1000) / 1000,
     sequential_cpu_us: Math.round((seqCpu / sequential) * 1e7) / 10,
   };
@@ -268,6 +276,7 @@ function medianFigures(runs: Figures[]): Figures {
   return {
     concurrent_req_s: k('concurrent_req_s'),
     concurrent_cpu_us: k('concurrent_cpu_us'),
+    concurrent_sys_us: k('concurrent_sys_us'),
     sequential_s: k('sequential_s'),
     sequential_cpu_us: k('sequential_cpu_us'),
   };
@@ -342,6 +351,12 @@ async function main(): Promise<void> {
         ratios.concurrent_throughput,
       ),
       row('  server CPU µs/request', n.concurrent_cpu_us, p.concurrent_cpu_us, ratios.concurrent_cpu),
+      row(
+        '    of it in the kernel',
+        n.concurrent_sys_us,
+        p.concurrent_sys_us,
+        r2(p.concurrent_sys_us / n.concurrent_sys_us),
+      ),
       row(`${sequential} sequential mixed, wall s`, n.sequential_s, p.sequential_s, ratios.sequential_wall),
       row('  server CPU µs/request', n.sequential_cpu_us, p.sequential_cpu_us, ratios.sequential_cpu),
       `written to ${join('bench', 'results', 'socket-python.json')}`,
