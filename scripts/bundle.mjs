@@ -8,7 +8,7 @@
 // shipped bundle. Identifiers are kept (no name mangling)
 // so the stack traces in the journal stay readable.
 //
-// Left out of the bundle: native addons (systemd-journald, usocket, sockopt, sd-notify, openauto-notify: loaded from
+// Left out of the bundle: native addons (systemd-journald, usocket, sockopt, sd-notify, openauto-notify, openauto-transport: loaded from
 // node_modules at run time) and x11 (an optional require of dbus-next's that is never taken on the system bus).
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
@@ -22,7 +22,15 @@ const common = {
   minifyWhitespace: true,
   minifySyntax: true,
   legalComments: 'none',
-  external: ['systemd-journald', 'usocket', 'sockopt', 'sd-notify', 'openauto-notify', 'x11'],
+  external: [
+    'systemd-journald',
+    'usocket',
+    'sockopt',
+    'sd-notify',
+    'openauto-notify',
+    'openauto-transport',
+    'x11',
+  ],
   logLevel: 'warning',
   metafile: true,
 };

@@ -55,6 +55,7 @@ import {
   type Session,
 } from './protocol.js';
 import { type BoundPath, bindPath, listenOn, resolveGroupId, unlinkIfOurs } from './socket-file.js';
+import { handleOf, NativeWire, nativeWire, transport, type Wire } from './wire.js';
 
 export interface SocketServerOptions {
   /** Where the socket lives (also used for logs when listenFd is given). */
@@ -93,17 +94,6 @@ export interface SocketServerOptions {
 type Resolved = Required<Omit<SocketServerOptions, 'listenFd' | 'fdStore' | 'adopt'>> & {
   listenFd: number | undefined;
 };
-
-/** What a stored connection's descriptor is, on node's internal stream handle (Linux: a libuv pipe). */
-interface StreamHandle {
-  fd?: number;
-  reading?: boolean;
-  readStop(): number;
-  readStart(): number;
-}
-function handleOf(socket: Socket): StreamHandle | undefined {
-  return (socket as unknown as { _handle?: StreamHandle | null })._handle ?? undefined;
-}
 
 const TOO_LONG = Symbol('line too long');
 /** Answers are written together up to about this many characters (below the stream's 16 KiB high-water
@@ -158,7 +148,8 @@ export class SocketServer {
     if (this.server) throw new Error('socket server already started');
     // Half-open allowed: a client may send its requests and shut down its side (`socat`, `nc -N`) and still
     // receive every answer; the connection ends once they are all written.
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false });
+    // Paused: with the transport addon a connection's bytes never go through node's stream (wire.ts).
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: transport !== undefined });
     server.on('connection', (socket) => this.accept(socket));
     server.on('error', (err) =>
       log.err('socket server error', { PATH: this.opts.path, ERROR: errText(err) }),
@@ -220,6 +211,8 @@ export class SocketServer {
     for (const c of this.connections) c.shutdown();
     for (const s of this.strays) s.destroy();
     await closed;
+    // node's server counts only the connections it reads itself, not the ones on the transport addon.
+    while (this.connections.size > 0) await new Promise((r) => setTimeout(r, 5));
   }
 
   /**
@@ -285,9 +278,11 @@ export class SocketServer {
     this.adopt = [];
     let adopted = 0;
     for (const { fd, name } of stored) {
-      let socket: Socket;
+      let socket: Wire;
       try {
-        socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+        socket = transport
+          ? new NativeWire(transport, fd)
+          : new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
       } catch (err) {
         log.warning('a stored socket connection cannot be adopted; dropping it', {
           FDNAME: name,
@@ -316,9 +311,12 @@ export class SocketServer {
     conn.storeName = store.store(name, fd) ? name : undefined;
   }
 
-  private accept(socket: Socket, storedAs?: string): void {
-    socket.on('error', () => {}); // EPIPE/ECONNRESET from a vanished client: 'close' follows.
-    const peer = peerPid(socket);
+  private accept(accepted: Wire, storedAs?: string): void {
+    accepted.on('error', () => {}); // EPIPE/ECONNRESET from a vanished client: 'close' follows.
+    const peer =
+      accepted instanceof NativeWire
+        ? transport?.peerPid(accepted.handle.fd ?? -1) || undefined
+        : peerPid(accepted as Socket);
     const victim = this.connections.size >= this.opts.maxClients ? this.victimFor(peer) : undefined;
     if (victim) {
       log.notice('socket client closed to make room for another process', {
@@ -332,6 +330,17 @@ export class SocketServer {
     }
     if (this.connections.size >= this.opts.maxClients) {
       log.warning('socket client turned away: too many clients', { LIMIT: this.opts.maxClients });
+      const socket = accepted as Socket;
+      if (!(socket instanceof net.Socket)) {
+        // An adopted connection (the limit may have changed since it was stored): told, then closed.
+        const wire = accepted as NativeWire;
+        wire.write(
+          `${errorLine('null', 'INTERNAL_ERROR', `too many clients (limit ${this.opts.maxClients})`)}\n`,
+        );
+        wire.end();
+        setTimeout(() => wire.destroy(), this.opts.closeGraceMs).unref();
+        return;
+      }
       this.strays.add(socket);
       socket.on('close', () => this.strays.delete(socket));
       socket.resume(); // read and discard, so closing never resets the line below
@@ -341,6 +350,7 @@ export class SocketServer {
       setTimeout(() => socket.destroy(), this.opts.closeGraceMs).unref();
       return;
     }
+    const socket = accepted instanceof net.Socket ? (nativeWire(accepted) ?? accepted) : accepted;
     const conn = new Connection(
       this.nextId++,
       socket,
@@ -437,7 +447,7 @@ class Connection {
 
   constructor(
     readonly id: number,
-    readonly socket: Socket,
+    readonly socket: Wire,
     private readonly service: SystemService,
     private readonly opts: Resolved,
     /** The connecting process (SO_PEERCRED), when known. */

@@ -43,6 +43,7 @@ describe('dbus-next private fields', { skip: privateBusUnavailable() }, () => {
     assert.deepEqual(Object.keys(pkg.dependencies).sort(), [
       'dbus-next',
       'openauto-notify',
+      'openauto-transport',
       'sd-notify',
       'sockopt',
       'systemd-journald',
