@@ -1,1 +1,0 @@
-cmd_Release/obj.target/transport.node := g++ -o Release/obj.target/transport.node -shared -pthread -rdynamic -m64  -Wl,-soname=transport.node -Wl,--start-group Release/obj.target/transport/transport.o -Wl,--end-group 
