@@ -1,0 +1,152 @@
+// The socket's native transport (native/transport through src/ipc/wire.ts) against real Unix socket
+// connections: bytes both ways, output the kernel refuses queued and delivered whole and in order, half-close
+// after the queue, a vanished peer, the peer's pid.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { type NativeWire, nativeWire, transport } from '../../src/ipc/wire.js';
+
+let dir: string;
+let path: string;
+let server: net.Server;
+const open: { wire?: NativeWire; client: net.Socket }[] = [];
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'oas-ipc-wire-'));
+  path = join(dir, 's.sock');
+  server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true });
+  await new Promise<void>((r) => server.listen(path, r));
+});
+after(async () => {
+  await new Promise((r) => server.close(r));
+  rmSync(dir, { recursive: true, force: true });
+});
+afterEach(() => {
+  for (const o of open.splice(0)) {
+    o.wire?.destroy();
+    o.client.destroy();
+  }
+});
+
+/** A connected pair: a client socket of this process and the server side on the native transport. */
+async function pair(): Promise<{ wire: NativeWire; client: net.Socket }> {
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const client = net.connect({ path, allowHalfOpen: true });
+  client.on('error', () => {});
+  const wire = nativeWire(await accepted);
+  assert.ok(wire, 'the connection is on the transport');
+  wire.on('error', () => {});
+  open.push({ wire, client });
+  return { wire, client };
+}
+
+const until = (what: () => boolean, ms = 5000) =>
+  new Promise<void>((resolve, reject) => {
+    const t0 = Date.now();
+    const tick = () => {
+      if (what()) resolve();
+      else if (Date.now() - t0 > ms) reject(new Error('timed out'));
+      else setTimeout(tick, 2);
+    };
+    tick();
+  });
+
+describe('native socket transport', () => {
+  it('is built and loaded (npm ci builds it)', () => {
+    assert.ok(transport, 'openauto-transport loads');
+  });
+
+  it('carries bytes both ways, a multi-byte character split across reads included', async () => {
+    const { wire, client } = await pair();
+    const got: Buffer[] = [];
+    wire.on('data', (b) => got.push(b));
+    client.write(Buffer.from('{"id":"é'));
+    await until(() => Buffer.concat(got).length === 9);
+    client.write('"}\n');
+    await until(() => Buffer.concat(got).toString() === '{"id":"é"}\n');
+    let back = '';
+    client.setEncoding('utf8');
+    client.on('data', (d: string) => {
+      back += d;
+    });
+    assert.equal(wire.write('{"id":"é","result":"pong"}\n'), true);
+    assert.equal(wire.writableLength, 0);
+    await until(() => back === '{"id":"é","result":"pong"}\n');
+  });
+
+  it('output the kernel refuses is queued, then delivered whole and in order once the peer reads', async () => {
+    const { wire, client } = await pair();
+    client.pause();
+    const piece = (i: number) => `${String(i).padStart(8, '0')}${'x'.repeat(1015)}\n`;
+    let sent = '';
+    let refused = false;
+    let drained = 0;
+    wire.on('drain', () => drained++);
+    for (let i = 0; i < 4096; i++) {
+      sent += piece(i);
+      if (!wire.write(piece(i))) refused = true;
+    }
+    assert.ok(refused, 'write says when the kernel refused some of it');
+    assert.ok(wire.writableLength > 0, `queued: ${wire.writableLength}`);
+    const got: Buffer[] = [];
+    client.on('data', (b: Buffer) => got.push(b));
+    client.resume();
+    await until(() => Buffer.concat(got).length === sent.length, 10_000);
+    assert.equal(Buffer.concat(got).toString(), sent);
+    await until(() => drained > 0);
+    assert.equal(wire.writableLength, 0);
+  });
+
+  it('end() half-closes after the queued output; the peer ending too closes it', async () => {
+    const { wire, client } = await pair();
+    client.pause();
+    const big = 'y'.repeat(4 * 1024 * 1024);
+    wire.write(big);
+    wire.end();
+    let clientEnded = false;
+    let length = 0;
+    client.on('data', (b: Buffer) => {
+      length += b.length;
+    });
+    client.on('end', () => {
+      clientEnded = true;
+    });
+    let wireEnded = false;
+    let closed = false;
+    wire.on('end', () => {
+      wireEnded = true;
+    });
+    wire.on('close', () => {
+      closed = true;
+    });
+    client.resume();
+    await until(() => clientEnded, 10_000);
+    assert.equal(length, big.length, 'every byte arrived before the end');
+    assert.equal(closed, false, 'still open: the peer has not ended');
+    client.end();
+    await until(() => closed);
+    assert.equal(wireEnded, true);
+  });
+
+  it('a vanished peer closes it (no SIGPIPE, no throw)', async () => {
+    const { wire, client } = await pair();
+    let closed = false;
+    wire.on('close', () => {
+      closed = true;
+    });
+    client.destroy();
+    await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 10 && !closed; i++) wire.write('{"id":1,"result":"pong"}\n');
+    await until(() => closed);
+    assert.equal(wire.destroyed, true);
+    assert.equal(wire.write('more\n'), false);
+  });
+
+  it('knows the peer process (SO_PEERCRED)', async () => {
+    const { wire } = await pair();
+    assert.equal(transport?.peerPid(wire.handle.fd ?? -1), process.pid);
+  });
+});
