@@ -121,6 +121,12 @@ static int flush_queue(conn_t *c) {
     c->q_len -= (size_t)n;
   }
   c->q_off = 0;
+  // A burst's queue is not kept for the rest of a long-lived connection (a subscriber's).
+  if (c->q_cap > 65536) {
+    free(c->q);
+    c->q = NULL;
+    c->q_cap = 0;
+  }
   return 0;
 }
 
@@ -252,7 +258,7 @@ static napi_value Write(napi_env env, napi_callback_info info) {
     size_t rest = len - done;
     if (c->q_off + c->q_len + rest > c->q_cap) {
       // Compact, then grow.
-      memmove(c->q, c->q + c->q_off, c->q_len);
+      if (c->q_len > 0) memmove(c->q, c->q + c->q_off, c->q_len);
       c->q_off = 0;
       if (c->q_len + rest > c->q_cap) {
         size_t cap = c->q_cap ? c->q_cap : 16384;
