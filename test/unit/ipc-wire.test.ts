@@ -7,7 +7,9 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { SocketServer } from '../../src/ipc/socket-server.js';
 import { type NativeWire, nativeWire, transport } from '../../src/ipc/wire.js';
+import { FakeService } from './helpers/fake-service.js';
 
 let dir: string;
 let path: string;
@@ -143,6 +145,39 @@ describe('native socket transport', () => {
     await until(() => closed);
     assert.equal(wire.destroyed, true);
     assert.equal(wire.write('more\n'), false);
+  });
+
+  it('a client that vanishes with its answers unread (ECONNRESET) does not take the server down', async () => {
+    const spath = join(dir, 'server.sock');
+    const service = new FakeService();
+    // An answer larger than the client's stream takes in, so part of it stays unread in its kernel queue.
+    service.status = { blob: 'x'.repeat(300_000) };
+    const srv = new SocketServer(service, { path: spath, group: 'no-such-group' });
+    await srv.start();
+    try {
+      for (let round = 0; round < 3; round++) {
+        const rude = net.connect(spath);
+        rude.on('error', () => {});
+        await new Promise((r) => rude.once('connect', r));
+        rude.pause();
+        rude.write('{"id":1,"method":"ping"}\n{"id":2,"method":"get_status"}\n');
+        await until(() => srv.clientCount === 1);
+        await new Promise((r) => setTimeout(r, 30));
+        rude.destroy();
+        await until(() => srv.clientCount === 0);
+      }
+      const ok = net.connect(spath);
+      open.push({ client: ok });
+      let got = '';
+      ok.setEncoding('utf8');
+      ok.on('data', (d: string) => {
+        got += d;
+      });
+      ok.write('{"id":"p","method":"ping"}\n');
+      await until(() => got === '{"id":"p","result":"pong"}\n');
+    } finally {
+      await srv.close();
+    }
   });
 
   it('knows the peer process (SO_PEERCRED)', async () => {
