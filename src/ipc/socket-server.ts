@@ -351,6 +351,7 @@ export class SocketServer {
       return;
     }
     const socket = accepted instanceof net.Socket ? (nativeWire(accepted) ?? accepted) : accepted;
+    if (socket !== accepted) (socket as Wire).on('error', () => {}); // as on `accepted` above
     const conn = new Connection(
       this.nextId++,
       socket,

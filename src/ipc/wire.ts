@@ -100,7 +100,9 @@ export class NativeWire extends EventEmitter implements Wire {
       this.emit('end');
       this.closeIfDone();
     } else {
-      this.emit('error', new Error(`socket error ${code}`));
+      // Like net.Socket: 'error' (ECONNRESET from a client gone with answers unread), then 'close'. Never
+      // unheard: an unheard 'error' would throw out of the event loop.
+      if (this.listenerCount('error') > 0) this.emit('error', new Error(`socket error ${code}`));
       this.destroy();
     }
   }
