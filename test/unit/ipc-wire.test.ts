@@ -180,6 +180,44 @@ describe('native socket transport', () => {
     }
   });
 
+  it('an idle connection is closed between 1 and 1.25 idle timeouts after its last byte', async () => {
+    const spath = join(dir, 'idle.sock');
+    const srv = new SocketServer(new FakeService(), {
+      path: spath,
+      group: 'no-such-group',
+      idleTimeoutMs: 400,
+    });
+    await srv.start();
+    try {
+      const c = net.connect(spath);
+      open.push({ client: c });
+      let got = '';
+      let closedAt = 0;
+      c.setEncoding('utf8');
+      c.on('data', (d: string) => {
+        got += d;
+      });
+      c.on('close', () => {
+        closedAt = Date.now();
+      });
+      // Some traffic first, so the last byte is not the first.
+      let last = 0;
+      for (let i = 0; i < 3; i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 90));
+        c.write(`{"id":${i},"method":"ping"}\n`);
+        await until(() => got.split('\n').length === i + 2);
+        last = Date.now();
+      }
+      await until(() => closedAt > 0, 3000);
+      const after = closedAt - last;
+      assert.match(got, /idle for 0.4 s; closing/);
+      // 1.25 timeouts, plus a margin for a busy machine.
+      assert.ok(after >= 390 && after <= 500 + 150, `closed ${after} ms after the last byte`);
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('knows the peer process (SO_PEERCRED)', async () => {
     const { wire } = await pair();
     assert.equal(transport?.peerPid(wire.handle.fd ?? -1), process.pid);
