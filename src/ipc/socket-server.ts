@@ -22,7 +22,8 @@
 //   slowloris) cannot lock the app out.
 // - A connection that has not completed a request line within `firstLineTimeoutMs` of connecting gets one
 //   INTERNAL_ERROR line and is closed, however many bytes it trickles in (the app asks at once).
-// - Idle policy, after `idleTimeoutMs` without a byte read or written: a connection with nothing in flight
+// - Idle policy, after `idleTimeoutMs` without a byte read or written (checked by one sweep per server at an
+//   eighth of it, so up to a quarter later): a connection with nothing in flight
 //   and no subscription gets one INTERNAL_ERROR line ("idle …; closing") and is closed; a subscriber is
 //   kept (waiting for events is what it is for); one whose answers have not moved at all in that time (it
 //   does not read) is dropped.
