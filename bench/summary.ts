@@ -127,6 +127,23 @@ section('socket', (sock) => {
   );
 });
 
+section('socket-python', (sp) => {
+  runs.push(`socket-python ${String(sp.date).slice(0, 16)}`);
+  const r = sp.ratios_better_than_python;
+  add(
+    `socket path beside py-baseline (host, unit's flags): ${sp.clients} clients, req/s (server CPU µs/request)`,
+    `${n0(sp.node_server.concurrent_req_s)} (${n1(sp.node_server.concurrent_cpu_us)}) vs ${n0(sp.python_baseline.concurrent_req_s)} (${n1(sp.python_baseline.concurrent_cpu_us)}): ${n2(r.concurrent_throughput)}×`,
+    '≥ 1.5×',
+    r.concurrent_throughput >= 1.5,
+  );
+  add(
+    `… ${sp.sequential} sequential mixed requests, wall (server CPU µs/request)`,
+    `${n2(sp.node_server.sequential_s)} s (${n0(sp.node_server.sequential_cpu_us)}) vs ${n2(sp.python_baseline.sequential_s)} s (${n0(sp.python_baseline.sequential_cpu_us)}): ${n2(r.sequential_wall)}× faster`,
+    '≥ 1.5×',
+    r.sequential_wall >= 1.5,
+  );
+});
+
 section('detection', (det) => {
   note('detection', det);
   add(

@@ -4,6 +4,8 @@
 #
 #   scripts/bench.sh [NAME...]       NAME: startup memory latency detection socket soak soak-capped chaos flood
 #                                    versus (the Python baseline side by side: PY_BASELINE=its path)
+#                                    socket-python (the socket's request path beside the baseline, host)
+#                                    socket-cpu (the installed daemon's socket CPU per request beside it)
 #                                    (default: all but soak-capped, the soak with V8's old space capped at
 #                                    32 MB, where a leak cannot hide in the heap's slack)
 #   BENCH_QUICK=1 scripts/bench.sh   shortened runs of everything (a smoke test, not figures)
@@ -16,7 +18,7 @@ set -uo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$SRC"
-DEFAULT=(startup memory latency detection socket soak chaos flood versus)
+DEFAULT=(startup memory latency detection socket socket-python socket-cpu soak chaos flood versus)
 ALL=("${DEFAULT[@]}" soak-capped)
 if [ $# -gt 0 ]; then SELECTED=("$@"); else SELECTED=("${DEFAULT[@]}"); fi
 for n in "${SELECTED[@]}"; do
@@ -47,6 +49,8 @@ for n in "${SELECTED[@]}"; do
     latency) stage latency 1200 node dist/bench/latency.js ;;
     detection) stage detection 1800 node dist/bench/detection.js ;;
     socket) stage socket 600 node dist/bench/socket-bench.js "${socket_args[@]}" ;;
+    socket-python) stage socket-python 600 node dist/bench/socket-python.js ;;
+    socket-cpu) stage socket-cpu 900 node dist/bench/socket-cpu.js ;;
     soak) stage soak $(((soak_min + 15) * 60)) node dist/bench/soak.js ;;
     soak-capped) stage soak-capped $(((soak_min + 15) * 60)) env SOAK_NODE_OPTIONS=--max-old-space-size=32 node dist/bench/soak.js ;;
     chaos) stage chaos $(((chaos_min + 15) * 60)) node dist/bench/chaos.js ;;

@@ -8,7 +8,8 @@
 // shipped bundle. Identifiers are kept (no name mangling)
 // so the stack traces in the journal stay readable.
 //
-// Left out of the bundle: native addons (systemd-journald, usocket, sockopt, sd-notify, openauto-notify, openauto-memory: loaded from
+// Left out of the bundle: native addons (systemd-journald, usocket, sockopt, sd-notify, openauto-notify,
+// openauto-memory, openauto-transport: loaded from
 // node_modules at run time) and x11 (an optional require of dbus-next's that is never taken on the system bus).
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
@@ -29,6 +30,7 @@ const common = {
     'sd-notify',
     'openauto-notify',
     'openauto-memory',
+    'openauto-transport',
     'x11',
   ],
   logLevel: 'warning',

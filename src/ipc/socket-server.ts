@@ -22,7 +22,8 @@
 //   slowloris) cannot lock the app out.
 // - A connection that has not completed a request line within `firstLineTimeoutMs` of connecting gets one
 //   INTERNAL_ERROR line and is closed, however many bytes it trickles in (the app asks at once).
-// - Idle policy, after `idleTimeoutMs` without a byte read or written: a connection with nothing in flight
+// - Idle policy, after `idleTimeoutMs` without a byte read or written (checked by one sweep per server at an
+//   eighth of it, so up to a quarter later): a connection with nothing in flight
 //   and no subscription gets one INTERNAL_ERROR line ("idle …; closing") and is closed; a subscriber is
 //   kept (waiting for events is what it is for); one whose answers have not moved at all in that time (it
 //   does not read) is dropped.
@@ -55,6 +56,7 @@ import {
   type Session,
 } from './protocol.js';
 import { type BoundPath, bindPath, listenOn, resolveGroupId, unlinkIfOurs } from './socket-file.js';
+import { handleOf, NativeWire, nativeWire, transport, type Wire } from './wire.js';
 
 export interface SocketServerOptions {
   /** Where the socket lives (also used for logs when listenFd is given). */
@@ -94,18 +96,10 @@ type Resolved = Required<Omit<SocketServerOptions, 'listenFd' | 'fdStore' | 'ado
   listenFd: number | undefined;
 };
 
-/** What a stored connection's descriptor is, on node's internal stream handle (Linux: a libuv pipe). */
-interface StreamHandle {
-  fd?: number;
-  reading?: boolean;
-  readStop(): number;
-  readStart(): number;
-}
-function handleOf(socket: Socket): StreamHandle | undefined {
-  return (socket as unknown as { _handle?: StreamHandle | null })._handle ?? undefined;
-}
-
 const TOO_LONG = Symbol('line too long');
+/** Answers are written together up to about this many characters (below the stream's 16 KiB high-water
+ * mark for ASCII answers). */
+const BATCH_CHARS = 8192;
 type Queued = Buffer | typeof TOO_LONG;
 
 export class SocketServer {
@@ -119,6 +113,8 @@ export class SocketServer {
   private readonly storePrefix = `${CONN_PREFIX}${process.pid.toString(36)}${Date.now().toString(36)}-`;
   /** Handing over: connections that close now are not taken out of the store. */
   private handingOver = false;
+  /** One coarse timer for every connection's idle policy (see sweepIdle). */
+  private idleSweep: NodeJS.Timeout | undefined;
   private readonly onHealthChanged = (health: HealthMap) => this.broadcastHealth(health);
   private readonly onProxyChanged = (status: ProxyStatus) => this.broadcast(proxyChangedLine(status));
 
@@ -153,7 +149,8 @@ export class SocketServer {
     if (this.server) throw new Error('socket server already started');
     // Half-open allowed: a client may send its requests and shut down its side (`socat`, `nc -N`) and still
     // receive every answer; the connection ends once they are all written.
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false });
+    // Paused: with the transport addon a connection's bytes never go through node's stream (wire.ts).
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: transport !== undefined });
     server.on('connection', (socket) => this.accept(socket));
     server.on('error', (err) =>
       log.err('socket server error', { PATH: this.opts.path, ERROR: errText(err) }),
@@ -175,6 +172,16 @@ export class SocketServer {
     }
     this.service.on('healthChanged', this.onHealthChanged);
     this.service.on('proxyChanged', this.onProxyChanged);
+    if (this.opts.idleTimeoutMs > 0) {
+      // Why not socket.setTimeout: it re-arms a timer on every read and every write, which costs more per
+      // request than the request itself under --jitless. A sweep at an eighth of the timeout closes an idle
+      // connection between 1 and 1.25 timeouts after its last byte.
+      this.idleSweep = setInterval(
+        () => this.sweepIdle(),
+        Math.max(5, Math.floor(this.opts.idleTimeoutMs / 8)),
+      );
+      this.idleSweep.unref();
+    }
     this.adoptStored();
     log.info('socket listening', {
       PATH: this.opts.path,
@@ -194,6 +201,7 @@ export class SocketServer {
     const server = this.server;
     if (!server) return;
     this.server = undefined;
+    this.stopSweep();
     this.service.off('healthChanged', this.onHealthChanged);
     this.service.off('proxyChanged', this.onProxyChanged);
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -204,6 +212,8 @@ export class SocketServer {
     for (const c of this.connections) c.shutdown();
     for (const s of this.strays) s.destroy();
     await closed;
+    // node's server counts only the connections it reads itself, not the ones on the transport addon.
+    while (this.connections.size > 0) await new Promise((r) => setTimeout(r, 5));
   }
 
   /**
@@ -218,6 +228,7 @@ export class SocketServer {
     if (!this.fdStore) return this.closeAll();
     this.server = undefined;
     this.handingOver = true;
+    this.stopSweep();
     this.service.off('healthChanged', this.onHealthChanged);
     this.service.off('proxyChanged', this.onProxyChanged);
     server.close();
@@ -245,6 +256,18 @@ export class SocketServer {
     });
   }
 
+  private stopSweep(): void {
+    if (this.idleSweep) clearInterval(this.idleSweep);
+    this.idleSweep = undefined;
+  }
+
+  /** Applies the idle policy to every connection that has had no byte read or written since the sweep
+   * before last. */
+  private sweepIdle(): void {
+    const now = Date.now();
+    for (const c of this.connections) c.checkIdle(now);
+  }
+
   /** Open connections (not counting ones being turned away). */
   get clientCount(): number {
     return this.connections.size;
@@ -256,9 +279,11 @@ export class SocketServer {
     this.adopt = [];
     let adopted = 0;
     for (const { fd, name } of stored) {
-      let socket: Socket;
+      let socket: Wire;
       try {
-        socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+        socket = transport
+          ? new NativeWire(transport, fd)
+          : new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
       } catch (err) {
         log.warning('a stored socket connection cannot be adopted; dropping it', {
           FDNAME: name,
@@ -287,9 +312,12 @@ export class SocketServer {
     conn.storeName = store.store(name, fd) ? name : undefined;
   }
 
-  private accept(socket: Socket, storedAs?: string): void {
-    socket.on('error', () => {}); // EPIPE/ECONNRESET from a vanished client: 'close' follows.
-    const peer = peerPid(socket);
+  private accept(accepted: Wire, storedAs?: string): void {
+    accepted.on('error', () => {}); // EPIPE/ECONNRESET from a vanished client: 'close' follows.
+    const peer =
+      accepted instanceof NativeWire
+        ? transport?.peerPid(accepted.handle.fd ?? -1) || undefined
+        : peerPid(accepted as Socket);
     const victim = this.connections.size >= this.opts.maxClients ? this.victimFor(peer) : undefined;
     if (victim) {
       log.notice('socket client closed to make room for another process', {
@@ -303,6 +331,17 @@ export class SocketServer {
     }
     if (this.connections.size >= this.opts.maxClients) {
       log.warning('socket client turned away: too many clients', { LIMIT: this.opts.maxClients });
+      const socket = accepted as Socket;
+      if (!(socket instanceof net.Socket)) {
+        // An adopted connection (the limit may have changed since it was stored): told, then closed.
+        const wire = accepted as NativeWire;
+        wire.write(
+          `${errorLine('null', 'INTERNAL_ERROR', `too many clients (limit ${this.opts.maxClients})`)}\n`,
+        );
+        wire.end();
+        setTimeout(() => wire.destroy(), this.opts.closeGraceMs).unref();
+        return;
+      }
       this.strays.add(socket);
       socket.on('close', () => this.strays.delete(socket));
       socket.resume(); // read and discard, so closing never resets the line below
@@ -312,6 +351,8 @@ export class SocketServer {
       setTimeout(() => socket.destroy(), this.opts.closeGraceMs).unref();
       return;
     }
+    const socket = accepted instanceof net.Socket ? (nativeWire(accepted) ?? accepted) : accepted;
+    if (socket !== accepted) (socket as Wire).on('error', () => {}); // as on `accepted` above
     const conn = new Connection(
       this.nextId++,
       socket,
@@ -398,10 +439,17 @@ class Connection {
   private peerEnded = false;
   private closed = false;
   private graceTimer: NodeJS.Timeout | undefined;
+  /** A byte was read or written since the last idle sweep. */
+  private active = true;
+  /** When a sweep last found it active (the idle clock starts there). */
+  private quietSince = Date.now();
+  /** Answers of the lines being handled, written together (one write per chunk read, not per line). */
+  private out = '';
+  private batching = false;
 
   constructor(
     readonly id: number,
-    readonly socket: Socket,
+    readonly socket: Wire,
     private readonly service: SystemService,
     private readonly opts: Resolved,
     /** The connecting process (SO_PEERCRED), when known. */
@@ -415,6 +463,7 @@ class Connection {
     if (adopted) this.requested = true;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
+      this.active = true;
       this.writeBlocked = false;
       this.pumpCorked();
     });
@@ -431,14 +480,11 @@ class Connection {
       this.firstLineTimer = setTimeout(() => this.onNoRequest(), opts.firstLineTimeoutMs);
       this.firstLineTimer.unref();
     }
-    if (opts.idleTimeoutMs > 0) {
-      socket.setTimeout(opts.idleTimeoutMs);
-      socket.on('timeout', () => this.onIdle());
-    }
     log.debug('socket client connected', { CLIENT: id });
   }
 
   private onData(chunk: Buffer): void {
+    this.active = true;
     if (this.discarding || this.closed) return;
     const max = this.opts.maxLineBytes;
     let start = 0;
@@ -511,6 +557,7 @@ class Connection {
       this.qHead >= this.queue.length &&
       this.inflight === 0 &&
       this.partialLen === 0 &&
+      this.out === '' &&
       this.socket.readableLength === 0 &&
       this.socket.writableLength === 0
     );
@@ -577,6 +624,7 @@ class Connection {
   private finishIfDone(): void {
     if (!this.peerEnded || this.ending || this.closed) return;
     if (this.qHead < this.queue.length || this.inflight > 0) return;
+    this.flush();
     if (!this.socket.writableEnded) this.socket.end();
   }
 
@@ -587,12 +635,14 @@ class Connection {
     this.discarding = true;
   }
 
+  /** pump(), its answers written together once it stops. */
   private pumpCorked(): void {
-    this.socket.cork();
+    this.batching = true;
     try {
       this.pump();
     } finally {
-      this.socket.uncork();
+      this.batching = false;
+      this.flush();
     }
   }
 
@@ -653,11 +703,23 @@ class Connection {
     });
   }
 
-  /** Writes one line; drops the connection if its unread output has grown past the limit. */
+  /** Writes one line (while pumping: once the batch is big enough, or pumping stops); drops the connection if
+   * its unread output has grown past the limit. */
   send(line: string): void {
+    if (this.closed) return;
+    this.out += `${line}\n`;
+    // A batch stays below the stream's high-water mark, so writeBlocked says what it said line by line.
+    if (!this.batching || this.out.length >= BATCH_CHARS) this.flush();
+  }
+
+  private flush(): void {
     const s = this.socket;
+    const text = this.out;
+    if (text === '') return;
+    this.out = '';
     if (this.closed || s.writableEnded || s.destroyed) return;
-    const ok = s.write(`${line}\n`);
+    this.active = true;
+    const ok = s.write(text);
     if (s.writableLength > this.opts.maxWriteBufferBytes) {
       log.warning('socket client dropped: it does not read its answers', {
         CLIENT: this.id,
@@ -685,18 +747,28 @@ class Connection {
     } else {
       this.setPaused(true);
     }
+    this.flush();
     if (this.inflight === 0 && !this.socket.writableEnded) this.socket.end();
     this.graceTimer ??= setTimeout(() => this.socket.destroy(), this.opts.closeGraceMs);
     this.graceTimer.unref();
   }
 
+  /** Called by the server's idle sweep. */
+  checkIdle(now: number): void {
+    if (this.active) {
+      this.active = false;
+      this.quietSince = now;
+    } else if (now - this.quietSince >= this.opts.idleTimeoutMs) {
+      // The policy below keeps some idle connections: their clock starts again, as a re-armed timeout's.
+      this.quietSince = now;
+      this.onIdle();
+    }
+  }
+
   /** Nothing was read or written for idleTimeoutMs. */
   private onIdle(): void {
     if (this.closed || this.ending) return;
-    if (this.inflight > 0) {
-      this.socket.setTimeout(this.opts.idleTimeoutMs);
-      return;
-    }
+    if (this.inflight > 0) return;
     if (this.writeBlocked || this.socket.writableEnded) {
       // Its answers have not moved for the whole period: it does not read. Nothing more can be said to it.
       log.warning('socket client dropped: it has not read its answers', { CLIENT: this.id });
@@ -704,10 +776,7 @@ class Connection {
       this.socket.destroy();
       return;
     }
-    if (this.session.subscribed) {
-      this.socket.setTimeout(this.opts.idleTimeoutMs);
-      return;
-    }
+    if (this.session.subscribed) return;
     log.debug('socket client idle; closing it', { CLIENT: this.id });
     this.send(errorLine('null', 'INTERNAL_ERROR', `idle for ${this.opts.idleTimeoutMs / 1000} s; closing`));
     this.beginEnd(true);

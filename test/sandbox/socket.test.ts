@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { APP_USER, daemonSuiteSkip, Sandbox } from './harness.js';
+import { mainPid } from './helpers-health.js';
 
 const skip = daemonSuiteSkip();
 const SOCKET = '/run/openauto/system.sock';
@@ -59,6 +60,14 @@ describe('openauto-system.socket', { skip }, () => {
     assert.equal((await sb.execOk(['stat', '-c', '%a %U %G', SOCKET])).trim(), '660 root openauto');
     const [r] = await probe(1, 0);
     assert.ok(r?.ok, JSON.stringify(r));
+  });
+
+  it('the installed daemon moves its connections through the native transport addon', async () => {
+    const pid = await mainPid(sb, 'openauto-system.service');
+    const maps = await sb.execOk(['cat', `/proc/${pid}/maps`]);
+    assert.match(maps, /\/usr\/lib\/openauto-system\/node_modules\/openauto-transport\/.*transport\.node/);
+    const [r] = await probe(1, 0);
+    assert.equal(r?.ok, true);
   });
 
   it('a connection to the socket starts a stopped daemon', async () => {

@@ -44,6 +44,7 @@ describe('dbus-next private fields', { skip: privateBusUnavailable() }, () => {
       'dbus-next',
       'openauto-memory',
       'openauto-notify',
+      'openauto-transport',
       'sd-notify',
       'sockopt',
       'systemd-journald',
