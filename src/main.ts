@@ -2,6 +2,7 @@
 // openauto-system: the daemon's entry point, wiring only. Start-up order is the contract's readiness order:
 // connect, export objects, run one full health check, open the socket, and only then claim the bus name (what
 // Type=dbus and D-Bus activation wait for).
+import { startupSnapshot } from 'node:v8';
 import { BluezProfiles } from './bluez/profiles.js';
 import { UnixFdGuard } from './bluez/unix-fds.js';
 import { Bus } from './bus/connection.js';
@@ -12,7 +13,7 @@ import { ApplyCoordinator } from './config/apply-coordinator.js';
 import { Daemon } from './daemon.js';
 import { HealthMonitor } from './health/monitor.js';
 import { SocketServer, socketFromSystemd } from './ipc/index.js';
-import { errText, log } from './log/journal.js';
+import { errText, log, setDebug } from './log/journal.js';
 import { HeapTrimmer } from './memory/heap-trim.js';
 import { subnetOf } from './proxy/request.js';
 import { startProxyRoute } from './proxy/start.js';
@@ -102,10 +103,23 @@ async function run(settings: Settings): Promise<void> {
   stopOnSignals(bus, [monitor, profiles, proxy, trimmer, watchdog], socket);
 }
 
-const settings = readSettings(process.argv.slice(2), process.env);
-if (settings) {
-  run(settings).catch((err: unknown) => {
-    log.err('start-up failed', { error: errText(err), error_code: 'StartupFailed' });
-    process.exit(1);
+function main(): void {
+  const settings = readSettings(process.argv.slice(2), process.env);
+  if (settings) {
+    run(settings).catch((err: unknown) => {
+      log.err('start-up failed', { error: errText(err), error_code: 'StartupFailed' });
+      process.exit(1);
+    });
+  }
+}
+
+// Inside a start-up snapshot's build (scripts/snapshot.mjs) only the modules are loaded; the daemon starts when
+// the snapshot is, with that start's environment (read again: the snapshot holds the build's).
+if (startupSnapshot.isBuildingSnapshot()) {
+  startupSnapshot.setDeserializeMainFunction(() => {
+    setDebug(process.env.OPENAUTO_DEBUG === '1');
+    main();
   });
+} else {
+  main();
 }
