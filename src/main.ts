@@ -28,14 +28,21 @@ import { startWatchdog } from './systemd/watchdog.js';
 const HEAP_SLACK_BYTES = 2 * 1024 * 1024;
 
 async function run(settings: Settings): Promise<void> {
+  // Where start-up's time goes (ms since the process started, in the ready entry's STARTUP_MS): bench/versus.ts.
+  const marks: Record<string, number> = { main: performance.now() };
+  const mark = (name: string) => {
+    marks[name] = Math.round((performance.now() - (marks.main ?? 0)) * 10) / 10;
+  };
   // First: start-up itself (an interrupted apply's restarts included) must not look like a hang.
   const watchdog = startWatchdog();
   const version = packageVersion();
   const bus = await Bus.connect();
+  mark('bus');
   // Before anything can send us descriptors (BlueZ's NewConnection): see unix-fds.ts.
   const fds = UnixFdGuard.install(bus);
   const systemd = new SystemdManager(bus);
   await systemd.start();
+  mark('systemd');
   const restarter = new UnitRestarter(systemd, settings.restartTimeoutMs, new StartLimits(bus, systemd));
   const stall = process.env.OPENAUTO_TEST_STALL;
   const applies = new ApplyCoordinator({ bus, systemd, restarter, paths: settings, stall });
@@ -51,8 +58,10 @@ async function run(settings: Settings): Promise<void> {
   });
   applies.tell(monitor);
   await applies.start();
+  mark('applies');
   const authorizer = new Authorizer(bus);
   const proxy = await startProxyRoute(bus, systemd, settings, () => applies.expectation().iface);
+  mark('proxy');
   const profiles = new BluezProfiles({ bus, fds, enabled: settings.btProfiles });
   const daemon = new Daemon({
     version,
@@ -70,7 +79,9 @@ async function run(settings: Settings): Promise<void> {
   daemon.on('healthChanged', (h) => face.healthChanged(h));
   daemon.on('proxyChanged', (s: { state: string }) => face.proxyChanged(s.state));
 
+  mark('export');
   await monitor.start();
+  mark('health');
 
   let socket: SocketServer | undefined;
   if (settings.socketEnabled) {
@@ -84,6 +95,7 @@ async function run(settings: Settings): Promise<void> {
     });
     await socket.start();
   }
+  mark('socket');
 
   if (!(await requestName(bus))) {
     for (const part of [monitor, profiles]) part.stop();
@@ -92,13 +104,19 @@ async function run(settings: Settings): Promise<void> {
     process.exitCode = 1;
     return;
   }
+  mark('name');
   // Only the owner of the name registers with BlueZ (a second instance must not). In the background and
   // retried forever: BlueZ being absent never delays readiness.
   profiles.start();
   // The first check (one interval after ready) also gives back what start-up left on the heap.
   const trimmer = new HeapTrimmer({ intervalMs: settings.heapTrimMs, slackBytes: HEAP_SLACK_BYTES });
   trimmer.start();
-  log.info(`openauto-system ${version} ready`, { version, health: JSON.stringify(daemon.getHealth()) });
+  marks.main = Math.round((marks.main ?? 0) * 10) / 10;
+  log.info(`openauto-system ${version} ready`, {
+    version,
+    health: JSON.stringify(daemon.getHealth()),
+    startup_ms: JSON.stringify(marks),
+  });
 
   stopOnSignals(bus, [monitor, profiles, proxy, trimmer, watchdog], socket);
 }
