@@ -139,8 +139,9 @@ function builtinCost(): { plain: number; unitFlags: number } {
   return { plain: time([]), unitFlags: time(flags) };
 }
 
+type Variant = { name: string; label: string; snapshot: boolean; cache: boolean; alt?: string };
 /** The daemon's start-up variants: as shipped, without the start-up snapshot, without the code cache too. */
-const VARIANTS = [
+const VARIANTS: Variant[] = [
   { name: 'snapshot', label: 'as shipped (start-up snapshot)', snapshot: true, cache: true },
   {
     name: 'codeCache',
@@ -149,16 +150,33 @@ const VARIANTS = [
     cache: true,
   },
   { name: 'neither', label: 'without the snapshot and the code cache', snapshot: false, cache: false },
-] as const;
-type Variant = (typeof VARIANTS)[number];
+];
+const INSTALLED_BIN = '/usr/lib/openauto-system/dist/bin';
+
+/** The variants this run starts: VERSUS_BOOT_ALT=DIR adds another build's dist/bin (an A/B of a change). */
+function variants(): Variant[] {
+  const alt = process.env.VERSUS_BOOT_ALT;
+  return alt
+    ? [
+        ...VARIANTS,
+        { name: 'alt', label: `as shipped, the build in ${alt}`, snapshot: true, cache: true, alt },
+      ]
+    : [...VARIANTS];
+}
 
 /** Runs fn with the daemon's start-up snapshot turned off and/or its code cache moved aside, as `v` says. */
 async function withVariant<T>(sb: Sandbox, v: Variant, fn: () => Promise<T>): Promise<T> {
   if (!v.snapshot) await sb.writeFile(SNAPSHOT_OFF, 'OPENAUTO_SNAPSHOT=\n');
   if (!v.cache) await sb.execOk(['mv', CODE_CACHE, `${CODE_CACHE}.off`]);
+  if (v.alt) {
+    await sb.execOk(['cp', '-a', INSTALLED_BIN, `${INSTALLED_BIN}.orig`]);
+    await sb.execOk(['sh', '-c', `cp ${resolve(v.alt)}/openauto-system* ${INSTALLED_BIN}/`]);
+  }
   try {
     return await fn();
   } finally {
+    if (v.alt)
+      await sb.execOk(['sh', '-c', `rm -rf ${INSTALLED_BIN} && mv ${INSTALLED_BIN}.orig ${INSTALLED_BIN}`]);
     if (!v.cache) await sb.execOk(['mv', `${CODE_CACHE}.off`, CODE_CACHE]);
     await sb.execOk(['rm', '-f', SNAPSHOT_OFF]);
   }
@@ -183,13 +201,15 @@ async function daemonBoot(sb: Sandbox, n: number, quota: string, into: Boots): P
   for (const e of ready) into.marks.push(JSON.parse(String(e.fields.STARTUP_MS)) as Record<string, number>);
 }
 
+const boots = (r: Record<string, Boots>, name: string): Boots => r[name] as Boots;
+
 /** Every variant `n` times (two starts each: activation, StartUnit), taking turns, under `quota`. */
-async function bootVariants(sb: Sandbox, n: number, quota: string): Promise<Record<Variant['name'], Boots>> {
+async function bootVariants(sb: Sandbox, n: number, quota: string): Promise<Record<string, Boots>> {
   const out = Object.fromEntries(
-    VARIANTS.map((v) => [v.name, { ms: [], cpuMs: [], firstAnswerNotAllActive: 0, marks: [] } as Boots]),
-  ) as Record<Variant['name'], Boots>;
+    variants().map((v) => [v.name, { ms: [], cpuMs: [], firstAnswerNotAllActive: 0, marks: [] } as Boots]),
+  ) as Record<string, Boots>;
   for (let i = 0; i < n; i++) {
-    for (const v of VARIANTS) await withVariant(sb, v, () => daemonBoot(sb, 1, quota, out[v.name]));
+    for (const v of variants()) await withVariant(sb, v, () => daemonBoot(sb, 1, quota, boots(out, v.name)));
   }
   return out;
 }
@@ -198,7 +218,7 @@ async function bootVariants(sb: Sandbox, n: number, quota: string): Promise<Reco
 async function bootPart(sb: Sandbox, n: number) {
   log('start-up under 25% of a core, then as shipped...');
   const throttle = new Throttle(sb);
-  let quota: Record<Variant['name'], Boots>;
+  let quota: Record<string, Boots>;
   let pyQuota: { ms: number[]; cpuMs: number[] };
   try {
     await throttle.on();
@@ -229,17 +249,17 @@ async function bootPart(sb: Sandbox, n: number) {
     ['', plain, py],
     ['under CPUQuota=25%, ', quota, pyQuota],
   ] as const) {
-    for (const v of VARIANTS) {
+    for (const v of variants()) {
       rows.push([
         `${label}${v.label}`,
         round(med(pyRuns.ms)),
-        round(med(runs[v.name].ms)),
-        x(med(runs[v.name].ms), med(pyRuns.ms)),
+        round(med(boots(runs, v.name).ms)),
+        x(med(boots(runs, v.name).ms), med(pyRuns.ms)),
       ]);
     }
   }
-  for (const v of VARIANTS) {
-    const cpu = [...plain[v.name].cpuMs, ...quota[v.name].cpuMs];
+  for (const v of variants()) {
+    const cpu = [...boots(plain, v.name).cpuMs, ...boots(quota, v.name).cpuMs];
     rows.push([
       `CPU time at the first answer, ${v.label}`,
       round(med(py.cpuMs)),
@@ -258,10 +278,10 @@ async function bootPart(sb: Sandbox, n: number) {
     ['', plain],
     ['25%: ', quota],
   ] as const) {
-    for (const v of VARIANTS) {
+    for (const v of variants()) {
       marks.push([
         `${label}${v.name}`,
-        ...steps.map((k) => round(med(runs[v.name].marks.map((m) => m[k] ?? Number.NaN)))),
+        ...steps.map((k) => round(med(boots(runs, v.name).marks.map((m) => m[k] ?? Number.NaN)))),
       ]);
     }
   }
@@ -269,24 +289,24 @@ async function bootPart(sb: Sandbox, n: number) {
     "start-up marks: main = ms from the process start to the daemon's main; the others, ms after main",
     marks,
   );
-  const wrong = VARIANTS.reduce(
-    (a, v) => a + plain[v.name].firstAnswerNotAllActive + quota[v.name].firstAnswerNotAllActive,
+  const wrong = variants().reduce(
+    (a, v) => a + boots(plain, v.name).firstAnswerNotAllActive + boots(quota, v.name).firstAnswerNotAllActive,
     0,
   );
   console.log(
     `\nfirst activation answers not all active: ${wrong}` +
-      `\ndaemon start-up p99: ${round(summary(plain.snapshot.ms).p99)} ms, without the snapshot ${round(summary(plain.codeCache.ms).p99)} ms, under CPUQuota=25%: ${round(summary(quota.snapshot.ms).p99)} ms` +
-      `\nwith / without the snapshot (median): ${x(med(plain.snapshot.ms), med(plain.codeCache.ms))}, under CPUQuota=25% ${x(med(quota.snapshot.ms), med(quota.codeCache.ms))}`,
+      `\ndaemon start-up p99: ${round(summary(boots(plain, 'snapshot').ms).p99)} ms, without the snapshot ${round(summary(boots(plain, 'codeCache').ms).p99)} ms, under CPUQuota=25%: ${round(summary(boots(quota, 'snapshot').ms).p99)} ms` +
+      `\nwith / without the snapshot (median): ${x(med(boots(plain, 'snapshot').ms), med(boots(plain, 'codeCache').ms))}, under CPUQuota=25% ${x(med(boots(quota, 'snapshot').ms), med(boots(quota, 'codeCache').ms))}`,
   );
-  const sum = (r: Record<Variant['name'], Boots>) =>
+  const sum = (r: Record<string, Boots>) =>
     Object.fromEntries(
-      VARIANTS.map((v) => [
+      variants().map((v) => [
         v.name,
         {
-          ms: summary(r[v.name].ms),
-          cpuMs: summary(r[v.name].cpuMs),
-          raw: r[v.name].ms,
-          marks: r[v.name].marks,
+          ms: summary(boots(r, v.name).ms),
+          cpuMs: summary(boots(r, v.name).cpuMs),
+          raw: boots(r, v.name).ms,
+          marks: boots(r, v.name).marks,
         },
       ]),
     );
