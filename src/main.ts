@@ -23,6 +23,7 @@ import { SystemdManager } from './systemd/manager.js';
 import { UnitRestarter } from './systemd/restarts.js';
 import { StartLimits } from './systemd/start-limit.js';
 import { startWatchdog } from './systemd/watchdog.js';
+import { warmUp } from './warmup.js';
 
 /** Heap growth past the last collection or the floor that the trimmer gives back (the soak's growth target). */
 const HEAP_SLACK_BYTES = 2 * 1024 * 1024;
@@ -57,10 +58,13 @@ async function run(settings: Settings): Promise<void> {
     expectation: applies.expectation,
   });
   applies.tell(monitor);
+  // The proxy route's adoption touches only its own units and files: its bus round trips run while the
+  // applies' start reads and checks the files (it is not waited for until the daemon needs it).
+  const proxyStarted = startProxyRoute(bus, systemd, settings, () => applies.expectation().iface);
   await applies.start();
   mark('applies');
   const authorizer = new Authorizer(bus);
-  const proxy = await startProxyRoute(bus, systemd, settings, () => applies.expectation().iface);
+  const proxy = await proxyStarted;
   mark('proxy');
   const profiles = new BluezProfiles({ bus, fds, enabled: settings.btProfiles });
   const daemon = new Daemon({
@@ -134,6 +138,8 @@ function main(): void {
 // Inside a start-up snapshot's build (scripts/snapshot.mjs) only the modules are loaded; the daemon starts when
 // the snapshot is, with that start's environment (read again: the snapshot holds the build's).
 if (startupSnapshot.isBuildingSnapshot()) {
+  // A failed warm-up only leaves more to compile at each start.
+  warmUp().catch(() => undefined);
   startupSnapshot.setDeserializeMainFunction(() => {
     setDebug(process.env.OPENAUTO_DEBUG === '1');
     main();
