@@ -16,13 +16,15 @@
 //      after that (after the heap trimmer's next check);
 //   4. the same load and memory with the JIT on (no --lite-mode/--jitless, MemoryDenyWriteExecute off, a
 //      drop-in), for the trade-off, with VERSUS_JIT=1 (another minute or so).
-// Prints a table and writes bench/results/versus.json. About two minutes, a minute of it the two waits for the
-// heap trimmer's check before reading memory (the readings are meant to be what a quiet daemon holds).
+// Prints a table and writes bench/results/versus.json. About six minutes: the start-ups one or two, the idle
+// memory with and without the snapshot three (31 s per start), the load part two, most of that waiting for
+// the heap trimmer's check before reading memory (the readings are meant to be what a quiet daemon holds).
 //
 //   PY_BASELINE=path/to/py-baseline.py node dist/bench/versus.js     (as root; the daemon must be built)
 // Environment: PY_BASELINE (default: ../shared/bench/py-baseline.py next to the checkout), VERSUS_BOOT_RUNS
 // (starts per way and variant, default 3), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_JIT (0),
-// VERSUS_PARTS (boot,load: the parts to run; load includes the memory readings).
+// VERSUS_PARTS (boot,bootmem,load: the parts to run; bootmem: idle memory with and without the start-up
+// snapshot, VERSUS_BOOT_RUNS starts each, half a minute per start; load includes the other memory readings).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -323,6 +325,28 @@ async function bootPart(sb: Sandbox, n: number) {
   };
 }
 
+/** Idle memory (31 s after the start: after the heap trimmer's first check) with and without the snapshot,
+ * `n` starts each in turns: what the snapshot costs (node keeps the snapshot's data for the process's life). */
+async function snapshotMemory(sb: Sandbox, n: number) {
+  const out: Record<string, ReturnType<typeof memory>[]> = { snapshot: [], codeCache: [] };
+  for (let i = 0; i < n; i++) {
+    for (const v of VARIANTS.slice(0, 2)) {
+      await withVariant(sb, v, () => sb.execOk(['systemctl', 'restart', DAEMON_UNIT], { timeoutMs: 30_000 }));
+      const pid = await mainPid(sb, DAEMON_UNIT);
+      await sleep(31_000);
+      out[v.name]?.push(memory(sb, pid));
+    }
+  }
+  const med = (xs: number[]) => round(summary(xs).median, 2);
+  const rows: (string | number)[][] = [[`idle, median of ${n}`, 'Pss_Anon MB', 'VmRSS MB']];
+  for (const v of VARIANTS.slice(0, 2)) {
+    const m = out[v.name] ?? [];
+    rows.push([v.label, med(m.map((x) => x.anonMb)), med(m.map((x) => x.rssMb))]);
+  }
+  printTable('memory with and without the start-up snapshot (starts in turns)', rows);
+  return out;
+}
+
 async function main(): Promise<number> {
   const why = sandboxUnavailable();
   if (why) {
@@ -334,16 +358,22 @@ async function main(): Promise<number> {
   const perClient = setting('VERSUS_PER_CLIENT', 500, 100);
   const sequential = setting('VERSUS_SEQUENTIAL', 10_000, 2000);
   const jit = process.env.VERSUS_JIT === '1';
-  const parts = new Set((process.env.VERSUS_PARTS || 'boot,load').split(','));
+  const parts = new Set((process.env.VERSUS_PARTS || 'boot,bootmem,load').split(','));
   log('booting a sandbox...');
   const sb = await Sandbox.start({ name: 'bench-versus' });
   try {
     await allActiveWithin(sb, 30_000);
     await sb.writeFile(PY_SCRIPT, readFileSync(script));
     const boot = parts.has('boot') ? await bootPart(sb, n) : undefined;
+    const snapMem = parts.has('bootmem') ? await snapshotMemory(sb, n) : undefined;
     if (!parts.has('load')) {
-      if (boot)
-        writeResult('versus', { baseline: BASELINE, boot: boot.result, firstAnswerNotAllActive: boot.wrong });
+      if (boot || snapMem)
+        writeResult('versus', {
+          baseline: BASELINE,
+          boot: boot?.result,
+          snapshotMemory: snapMem,
+          firstAnswerNotAllActive: boot?.wrong,
+        });
       return boot?.wrong ? 1 : 0;
     }
     // The baseline's last start (the boot part's) serves the load part.
@@ -451,6 +481,7 @@ async function main(): Promise<number> {
       builtinRequireMs: builtins,
       load: { python: pyLoad, daemon: dLoad, daemonJit: jitRes?.load },
       memory: { idle, after, jit: jitRes && { idle: jitRes.idle, after: jitRes.after } },
+      snapshotMemory: snapMem,
     });
     console.log(`wrote ${file}`);
     return wrong === 0 ? 0 : 1;

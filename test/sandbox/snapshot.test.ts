@@ -44,6 +44,22 @@ describe('start-up snapshot', { skip }, () => {
     assert.equal(ready?.fields.VERSION, version);
   });
 
+  it("the administrator's OPENAUTO_SNAPSHOT= in /etc/default/openauto-system turns it off", async () => {
+    const DEFAULTS = '/etc/default/openauto-system';
+    const before = await sb.readFile(DEFAULTS);
+    try {
+      await sb.writeFile(DEFAULTS, `${before}OPENAUTO_SNAPSHOT=\n`);
+      await sb.execOk(['systemctl', 'restart', UNIT], { timeoutMs: 30_000 });
+      await waitAllActive(sb);
+      assert.ok(!(await cmdline()).some((a) => a.startsWith('--snapshot-blob')), (await cmdline()).join(' '));
+    } finally {
+      await sb.writeFile(DEFAULTS, before);
+    }
+    await sb.execOk(['systemctl', 'restart', UNIT], { timeoutMs: 30_000 });
+    await waitAllActive(sb);
+    assert.ok((await cmdline()).includes(`--snapshot-blob=${BLOB}`));
+  });
+
   it('one this node refuses: the start fails with status 14, logged; the restart runs without it', async () => {
     // A snapshot made without the unit's V8 flags: V8 refuses it as it refuses another node's.
     await sb.writeFile('/run/foreign-snapshot.js', 'globalThis.x = 1;\n');
