@@ -4,27 +4,32 @@
 // D-Bus, answers from fixed data): a floor for a Python service, not a copy of one.
 //   1. start-up: exec (systemd's ExecMainStartTimestamp) → bus name owned (claimed after the first full
 //      health check; the activation runs check that the first answer is all active), limited to 25% of a
-//      core (a slow-CPU stand-in for a Pi, see Throttle) and not, each with and without the code cache (the
-//      old variant); the baseline: exec → its first get_health answer, throttled and not. For every start
-//      also the CPU time the process had used when it answered (schedstat): start-up's cost whatever the
-//      load of the machine, where the wall times move with the other work on it;
+//      core (a slow-CPU stand-in for a Pi, see Throttle) and not, in three variants taking turns start by
+//      start: as shipped (the start-up snapshot), without the snapshot (the bundle compiled with its code
+//      cache: the previous variant) and with neither; the baseline: exec → its first get_health answer,
+//      throttled and not. For every start also the CPU time the process had used when it answered
+//      (schedstat): start-up's cost whatever the load of the machine, where the wall times move with the other
+//      work on it; and where the daemon's start-up went (the ready entry's STARTUP_MS marks);
 //   2. memory when idle (30 s after the daemon's last start; Pss_Anon of smaps_rollup, VmRSS beside it);
 //   3. 32 socket clients sending get_health one after another (throughput), then 10,000 sequential mixed
 //      requests (get_health, get_status, ping) on one connection (wall time), as the app user; memory 31 s
 //      after that (after the heap trimmer's next check);
 //   4. the same load and memory with the JIT on (no --lite-mode/--jitless, MemoryDenyWriteExecute off, a
 //      drop-in), for the trade-off, with VERSUS_JIT=1 (another minute or so).
-// Prints a table and writes bench/results/versus.json. About two minutes, a minute of it the two waits for the
-// heap trimmer's check before reading memory (the readings are meant to be what a quiet daemon holds).
+// Prints a table and writes bench/results/versus.json. About six minutes: the start-ups one or two, the idle
+// memory with and without the snapshot three (31 s per start), the load part two, most of that waiting for
+// the heap trimmer's check before reading memory (the readings are meant to be what a quiet daemon holds).
 //
 //   PY_BASELINE=path/to/py-baseline.py node dist/bench/versus.js     (as root; the daemon must be built)
 // Environment: PY_BASELINE (default: ../shared/bench/py-baseline.py next to the checkout), VERSUS_BOOT_RUNS
-// (starts per way and variant, default 3), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_JIT (0).
+// (starts per way and variant, default 3), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_JIT (0),
+// VERSUS_PARTS (boot,bootmem,load: the parts to run; bootmem: idle memory with and without the start-up
+// snapshot, VERSUS_BOOT_RUNS starts each, half a minute per start; load includes the other memory readings).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { REPO_ROOT, Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
-import { mainPid, procDir } from '../test/sandbox/helpers-health.js';
+import { daemonJournal, mainPid, procDir } from '../test/sandbox/helpers-health.js';
 import {
   allActiveWithin,
   DAEMON_UNIT,
@@ -43,6 +48,9 @@ import {
 const PY_SOCKET = '/run/py-baseline.sock';
 const PY_SCRIPT = '/run/py-baseline.py';
 const CODE_CACHE = '/usr/lib/openauto-system/dist/bin/openauto-system-main.cache';
+// Read by the unit after everything else: OPENAUTO_SNAPSHOT= turns the start-up snapshot off.
+const SNAPSHOT_OFF = '/run/openauto/snapshot.env';
+const BASELINE = 'py-baseline.py (asyncio NDJSON over a Unix socket, fixed answers)';
 const DROPIN = '/run/systemd/system/openauto-system.service.d/bench-versus.conf';
 
 function baselinePath(): string {
@@ -133,25 +141,210 @@ function builtinCost(): { plain: number; unitFlags: number } {
   return { plain: time([]), unitFlags: time(flags) };
 }
 
-/** Runs fn with the daemon's code cache moved aside (the bundle then compiles as before the cache). */
-async function withoutCodeCache<T>(sb: Sandbox, fn: () => Promise<T>): Promise<T> {
-  await sb.execOk(['mv', CODE_CACHE, `${CODE_CACHE}.off`]);
+type Variant = { name: string; label: string; snapshot: boolean; cache: boolean; alt?: string };
+/** The daemon's start-up variants: as shipped, without the start-up snapshot, without the code cache too. */
+const VARIANTS: Variant[] = [
+  { name: 'snapshot', label: 'as shipped (start-up snapshot)', snapshot: true, cache: true },
+  {
+    name: 'codeCache',
+    label: 'without the snapshot (code cache: the previous variant)',
+    snapshot: false,
+    cache: true,
+  },
+  { name: 'neither', label: 'without the snapshot and the code cache', snapshot: false, cache: false },
+];
+const INSTALLED_BIN = '/usr/lib/openauto-system/dist/bin';
+
+/** The variants this run starts: VERSUS_BOOT_ALT=DIR adds another build's dist/bin (an A/B of a change). */
+function variants(): Variant[] {
+  const alt = process.env.VERSUS_BOOT_ALT;
+  return alt
+    ? [
+        ...VARIANTS,
+        { name: 'alt', label: `as shipped, the build in ${alt}`, snapshot: true, cache: true, alt },
+      ]
+    : [...VARIANTS];
+}
+
+/** Runs fn with the daemon's start-up snapshot turned off and/or its code cache moved aside, as `v` says. */
+async function withVariant<T>(sb: Sandbox, v: Variant, fn: () => Promise<T>): Promise<T> {
+  if (!v.snapshot) await sb.writeFile(SNAPSHOT_OFF, 'OPENAUTO_SNAPSHOT=\n');
+  if (!v.cache) await sb.execOk(['mv', CODE_CACHE, `${CODE_CACHE}.off`]);
+  if (v.alt) {
+    await sb.execOk(['cp', '-a', INSTALLED_BIN, `${INSTALLED_BIN}.orig`]);
+    await sb.execOk(['sh', '-c', `cp ${resolve(v.alt)}/openauto-system* ${INSTALLED_BIN}/`]);
+  }
   try {
     return await fn();
   } finally {
-    await sb.execOk(['mv', `${CODE_CACHE}.off`, CODE_CACHE]);
+    if (v.alt)
+      await sb.execOk(['sh', '-c', `rm -rf ${INSTALLED_BIN} && mv ${INSTALLED_BIN}.orig ${INSTALLED_BIN}`]);
+    if (!v.cache) await sb.execOk(['mv', `${CODE_CACHE}.off`, CODE_CACHE]);
+    await sb.execOk(['rm', '-f', SNAPSHOT_OFF]);
   }
 }
 
-async function daemonBoot(sb: Sandbox, n: number, quota: string) {
+interface Boots {
+  ms: number[];
+  cpuMs: number[];
+  firstAnswerNotAllActive: number;
+  /** The ready entries' STARTUP_MS marks of these starts: ms since the process started (main), then since main. */
+  marks: Record<string, number>[];
+}
+
+async function daemonBoot(sb: Sandbox, n: number, quota: string, into: Boots): Promise<void> {
   await sb.execOk(['systemctl', 'set-property', '--runtime', DAEMON_UNIT, `CPUQuota=${quota}`]);
+  const since = nowMs();
   const r = await runAgent<{ runs: StartRun[] }>(sb, 'startup', { n }, { timeoutMs: 60_000 + n * 30_000 });
-  const wrong = r.runs.filter((x) => x.healthAllActive === false).length;
+  into.ms.push(...r.runs.map((x) => x.execToNameMs));
+  into.cpuMs.push(...r.runs.map((x) => x.cpuMs).filter((x) => Number.isFinite(x)));
+  into.firstAnswerNotAllActive += r.runs.filter((x) => x.healthAllActive === false).length;
+  const ready = (await daemonJournal(sb)).filter((e) => e.t >= since && e.fields.STARTUP_MS !== undefined);
+  for (const e of ready) into.marks.push(JSON.parse(String(e.fields.STARTUP_MS)) as Record<string, number>);
+}
+
+const boots = (r: Record<string, Boots>, name: string): Boots => r[name] as Boots;
+
+/** Every variant `n` times (two starts each: activation, StartUnit), taking turns, under `quota`. */
+async function bootVariants(sb: Sandbox, n: number, quota: string): Promise<Record<string, Boots>> {
+  const out = Object.fromEntries(
+    variants().map((v) => [v.name, { ms: [], cpuMs: [], firstAnswerNotAllActive: 0, marks: [] } as Boots]),
+  ) as Record<string, Boots>;
+  for (let i = 0; i < n; i++) {
+    for (const v of variants()) await withVariant(sb, v, () => daemonBoot(sb, 1, quota, boots(out, v.name)));
+  }
+  return out;
+}
+
+/** The daemon's start-up boot part: the table, and what goes into versus.json. */
+async function bootPart(sb: Sandbox, n: number) {
+  log('start-up under 25% of a core, then as shipped...');
+  const throttle = new Throttle(sb);
+  let quota: Record<string, Boots>;
+  let pyQuota: { ms: number[]; cpuMs: number[] };
+  try {
+    await throttle.on();
+    quota = await bootVariants(sb, n, throttle.unitQuota);
+    pyQuota = await runAgent<{ ms: number[]; cpuMs: number[] }>(sb, 'pyboot', {
+      script: PY_SCRIPT,
+      socket: PY_SOCKET,
+      n: n * 2,
+      quota: throttle.unitQuota,
+    });
+    await sb.exec(['sh', '-c', 'systemctl stop "py-baseline-*"']);
+  } finally {
+    throttle.off();
+  }
+  const plain = await bootVariants(sb, n, '');
+  const py = await runAgent<{ ms: number[]; cpuMs: number[] }>(sb, 'pyboot', {
+    script: PY_SCRIPT,
+    socket: PY_SOCKET,
+    n: n * 2,
+    quota: '',
+  });
+  const med = (xs: number[]) => summary(xs).median;
+  const x = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+  const rows: (string | number)[][] = [
+    ['exec → answering, median ms (daemon: bus name owned)', 'python', 'daemon', 'daemon / python'],
+  ];
+  for (const [label, runs, pyRuns] of [
+    ['', plain, py],
+    ['under CPUQuota=25%, ', quota, pyQuota],
+  ] as const) {
+    for (const v of variants()) {
+      rows.push([
+        `${label}${v.label}`,
+        round(med(pyRuns.ms)),
+        round(med(boots(runs, v.name).ms)),
+        x(med(boots(runs, v.name).ms), med(pyRuns.ms)),
+      ]);
+    }
+  }
+  for (const v of variants()) {
+    const cpu = [...boots(plain, v.name).cpuMs, ...boots(quota, v.name).cpuMs];
+    rows.push([
+      `CPU time at the first answer, ${v.label}`,
+      round(med(py.cpuMs)),
+      round(med(cpu)),
+      x(med(cpu), med(py.cpuMs)),
+    ]);
+  }
+  printTable(
+    `start-up, ${n * 2} starts per variant and quota (activation and StartUnit, variants taking turns)`,
+    rows,
+  );
+  // Where the time went, unthrottled: node's own start and loading the daemon (main), then each step since.
+  const steps = ['main', 'bus', 'systemd', 'applies', 'proxy', 'export', 'health', 'socket', 'name'];
+  const marks: (string | number)[][] = [['ms (medians)', ...steps]];
+  for (const [label, runs] of [
+    ['', plain],
+    ['25%: ', quota],
+  ] as const) {
+    for (const v of variants()) {
+      marks.push([
+        `${label}${v.name}`,
+        ...steps.map((k) => round(med(boots(runs, v.name).marks.map((m) => m[k] ?? Number.NaN)))),
+      ]);
+    }
+  }
+  printTable(
+    "start-up marks: main = ms from the process start to the daemon's main; the others, ms after main",
+    marks,
+  );
+  const wrong = variants().reduce(
+    (a, v) => a + boots(plain, v.name).firstAnswerNotAllActive + boots(quota, v.name).firstAnswerNotAllActive,
+    0,
+  );
+  console.log(
+    `\nfirst activation answers not all active: ${wrong}` +
+      `\ndaemon start-up p99: ${round(summary(boots(plain, 'snapshot').ms).p99)} ms, without the snapshot ${round(summary(boots(plain, 'codeCache').ms).p99)} ms, under CPUQuota=25%: ${round(summary(boots(quota, 'snapshot').ms).p99)} ms` +
+      `\nwith / without the snapshot (median): ${x(med(boots(plain, 'snapshot').ms), med(boots(plain, 'codeCache').ms))}, under CPUQuota=25% ${x(med(boots(quota, 'snapshot').ms), med(boots(quota, 'codeCache').ms))}`,
+  );
+  const sum = (r: Record<string, Boots>) =>
+    Object.fromEntries(
+      variants().map((v) => [
+        v.name,
+        {
+          ms: summary(boots(r, v.name).ms),
+          cpuMs: summary(boots(r, v.name).cpuMs),
+          raw: boots(r, v.name).ms,
+          marks: boots(r, v.name).marks,
+        },
+      ]),
+    );
   return {
-    ms: r.runs.map((x) => x.execToNameMs),
-    cpuMs: r.runs.map((x) => x.cpuMs).filter((x) => Number.isFinite(x)),
-    firstAnswerNotAllActive: wrong,
+    wrong,
+    result: {
+      daemon: sum(plain),
+      daemonQuota25: sum(quota),
+      python: summary(py.ms),
+      pythonQuota25: summary(pyQuota.ms),
+      pythonCpuMs: summary([...py.cpuMs, ...pyQuota.cpuMs]),
+      raw: { python: py.ms, pythonQuota: pyQuota.ms },
+    },
   };
+}
+
+/** Idle memory (31 s after the start: after the heap trimmer's first check) with and without the snapshot,
+ * `n` starts each in turns: what the snapshot costs (node keeps the snapshot's data for the process's life). */
+async function snapshotMemory(sb: Sandbox, n: number) {
+  const out: Record<string, ReturnType<typeof memory>[]> = { snapshot: [], codeCache: [] };
+  for (let i = 0; i < n; i++) {
+    for (const v of VARIANTS.slice(0, 2)) {
+      await withVariant(sb, v, () => sb.execOk(['systemctl', 'restart', DAEMON_UNIT], { timeoutMs: 30_000 }));
+      const pid = await mainPid(sb, DAEMON_UNIT);
+      await sleep(31_000);
+      out[v.name]?.push(memory(sb, pid));
+    }
+  }
+  const med = (xs: number[]) => round(summary(xs).median, 2);
+  const rows: (string | number)[][] = [[`idle, median of ${n}`, 'Pss_Anon MB', 'VmRSS MB']];
+  for (const v of VARIANTS.slice(0, 2)) {
+    const m = out[v.name] ?? [];
+    rows.push([v.label, med(m.map((x) => x.anonMb)), med(m.map((x) => x.rssMb))]);
+  }
+  printTable('memory with and without the start-up snapshot (starts in turns)', rows);
+  return out;
 }
 
 async function main(): Promise<number> {
@@ -165,40 +358,27 @@ async function main(): Promise<number> {
   const perClient = setting('VERSUS_PER_CLIENT', 500, 100);
   const sequential = setting('VERSUS_SEQUENTIAL', 10_000, 2000);
   const jit = process.env.VERSUS_JIT === '1';
+  const parts = new Set((process.env.VERSUS_PARTS || 'boot,bootmem,load').split(','));
   log('booting a sandbox...');
   const sb = await Sandbox.start({ name: 'bench-versus' });
   try {
     await allActiveWithin(sb, 30_000);
     await sb.writeFile(PY_SCRIPT, readFileSync(script));
-    log('start-up under 25% of a core, then as shipped...');
-    const throttle = new Throttle(sb);
-    let bootQuota: Awaited<ReturnType<typeof daemonBoot>>;
-    let bootQuotaNoCache: Awaited<ReturnType<typeof daemonBoot>>;
-    let pyQuota: { ms: number[]; cpuMs: number[] };
-    try {
-      await throttle.on();
-      bootQuota = await daemonBoot(sb, n, throttle.unitQuota);
-      bootQuotaNoCache = await withoutCodeCache(sb, () => daemonBoot(sb, n, throttle.unitQuota));
-      pyQuota = await runAgent<{ ms: number[]; cpuMs: number[] }>(sb, 'pyboot', {
-        script: PY_SCRIPT,
-        socket: PY_SOCKET,
-        n: n * 2,
-        quota: throttle.unitQuota,
-      });
-      await sb.exec(['sh', '-c', 'systemctl stop "py-baseline-*"']);
-    } finally {
-      throttle.off();
+    const boot = parts.has('boot') ? await bootPart(sb, n) : undefined;
+    const snapMem = parts.has('bootmem') ? await snapshotMemory(sb, n) : undefined;
+    if (!parts.has('load')) {
+      if (boot || snapMem)
+        writeResult('versus', {
+          baseline: BASELINE,
+          boot: boot?.result,
+          snapshotMemory: snapMem,
+          firstAnswerNotAllActive: boot?.wrong,
+        });
+      return boot?.wrong ? 1 : 0;
     }
-    // The old variant in the same run: the bundle compiled without its code cache.
-    const bootNoCache = await withoutCodeCache(sb, () => daemonBoot(sb, n, ''));
-    const boot = await daemonBoot(sb, n, '');
+    // The baseline's last start (the boot part's) serves the load part.
+    if (!boot) await runAgent(sb, 'pyboot', { script: PY_SCRIPT, socket: PY_SOCKET, n: 1, quota: '' });
     const daemonStarted = nowMs();
-    const py = await runAgent<{ ms: number[]; cpuMs: number[] }>(sb, 'pyboot', {
-      script: PY_SCRIPT,
-      socket: PY_SOCKET,
-      n: n * 2,
-      quota: '',
-    });
     const pyUnit = (await sb.execOk(['sh', '-c', "systemctl list-units --plain --no-legend 'py-baseline-*'"]))
       .trim()
       .split(/\s+/)[0] as string;
@@ -242,46 +422,9 @@ async function main(): Promise<number> {
       await sb.exec(['rm', '-f', DROPIN]);
     }
 
-    const med = (xs: number[]) => summary(xs).median;
     const x = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
     const rows: (string | number)[][] = [
       ['figure', 'python', 'daemon', 'daemon / python', ...(jitRes ? ['daemon, JIT', 'JIT / python'] : [])],
-      [
-        'exec → answering, median ms (daemon: bus name owned)',
-        round(med(py.ms)),
-        round(med(boot.ms)),
-        x(med(boot.ms), med(py.ms)),
-      ],
-      [
-        '… without the code cache (the old variant), median ms',
-        round(med(py.ms)),
-        round(med(bootNoCache.ms)),
-        x(med(bootNoCache.ms), med(py.ms)),
-      ],
-      [
-        '… under CPUQuota=25%, median ms',
-        round(med(pyQuota.ms)),
-        round(med(bootQuota.ms)),
-        x(med(bootQuota.ms), med(pyQuota.ms)),
-      ],
-      [
-        '… under CPUQuota=25% without the code cache, median ms',
-        round(med(pyQuota.ms)),
-        round(med(bootQuotaNoCache.ms)),
-        x(med(bootQuotaNoCache.ms), med(pyQuota.ms)),
-      ],
-      [
-        'CPU time of the process at its first answer, median ms',
-        round(med(py.cpuMs)),
-        round(med([...boot.cpuMs, ...bootQuota.cpuMs])),
-        x(med([...boot.cpuMs, ...bootQuota.cpuMs]), med(py.cpuMs)),
-      ],
-      [
-        '… without the code cache, median ms',
-        round(med(py.cpuMs)),
-        round(med([...bootNoCache.cpuMs, ...bootQuotaNoCache.cpuMs])),
-        x(med([...bootNoCache.cpuMs, ...bootQuotaNoCache.cpuMs]), med(py.cpuMs)),
-      ],
       [
         '32 clients get_health, req/s',
         pyLoad.requests_per_s,
@@ -330,43 +473,15 @@ async function main(): Promise<number> {
         `${builtins.plain} ms plain, ${builtins.unitFlags} ms with the unit's V8 flags ` +
         `(any V8 flag makes node set aside its built-in code cache for its own modules)`,
     );
-    const wrong =
-      boot.firstAnswerNotAllActive +
-      bootQuota.firstAnswerNotAllActive +
-      bootNoCache.firstAnswerNotAllActive +
-      bootQuotaNoCache.firstAnswerNotAllActive;
-    console.log(
-      `\nstarts: ${n} per way (activation, StartUnit) and variant; baseline ${n * 2}; ` +
-        `first activation answers not all active: ${wrong}` +
-        `\ndaemon start-up p99: ${round(summary(boot.ms).p99)} ms, without the code cache ${round(summary(bootNoCache.ms).p99)} ms, under CPUQuota=25%: ${round(summary(bootQuota.ms).p99)} ms` +
-        `\nwith / without the code cache (median): ${x(med(boot.ms), med(bootNoCache.ms))}, under CPUQuota=25% ${x(med(bootQuota.ms), med(bootQuotaNoCache.ms))}`,
-    );
+    const wrong = boot?.wrong ?? 0;
     const file = writeResult('versus', {
-      baseline: 'py-baseline.py (asyncio NDJSON over a Unix socket, fixed answers)',
-      boot: {
-        daemon: summary(boot.ms),
-        daemonNoCodeCache: summary(bootNoCache.ms),
-        daemonQuota25: summary(bootQuota.ms),
-        daemonQuota25NoCodeCache: summary(bootQuotaNoCache.ms),
-        cpuMs: {
-          daemon: summary([...boot.cpuMs, ...bootQuota.cpuMs]),
-          daemonNoCodeCache: summary([...bootNoCache.cpuMs, ...bootQuotaNoCache.cpuMs]),
-          python: summary([...py.cpuMs, ...pyQuota.cpuMs]),
-        },
-        python: summary(py.ms),
-        pythonQuota25: summary(pyQuota.ms),
-      },
+      baseline: BASELINE,
+      boot: boot?.result,
       firstAnswerNotAllActive: wrong,
       builtinRequireMs: builtins,
       load: { python: pyLoad, daemon: dLoad, daemonJit: jitRes?.load },
       memory: { idle, after, jit: jitRes && { idle: jitRes.idle, after: jitRes.after } },
-      raw: {
-        boot: boot.ms,
-        bootNoCodeCache: bootNoCache.ms,
-        bootQuota: bootQuota.ms,
-        python: py.ms,
-        pythonQuota: pyQuota.ms,
-      },
+      snapshotMemory: snapMem,
     });
     console.log(`wrote ${file}`);
     return wrong === 0 ? 0 : 1;

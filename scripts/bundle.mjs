@@ -53,8 +53,12 @@ const daemon = await build({
   outdir: 'dist/bin',
   outExtension: { '.js': '.cjs' },
   format: 'cjs',
-  define: { 'import.meta.url': '__oas_import_meta_url' },
-  banner: { js: "var __oas_import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+  // import.meta.url read when used: in a start-up snapshot (scripts/snapshot.mjs) the bundle was loaded at
+  // build time, elsewhere; the snapshot's loader sets __oasBundleFile to where it runs from.
+  define: { 'import.meta.url': '__oas_meta.url' },
+  banner: {
+    js: "var __oas_meta = { get url() { return require('node:url').pathToFileURL(globalThis.__oasBundleFile ?? __filename).href; } };",
+  },
 });
 const main = 'dist/bin/openauto-system-main.cjs';
 // Wrapped in a function by the loader: a shebang line would be a syntax error there.
@@ -68,6 +72,10 @@ if (cache.status !== 0) {
   console.warn('bundle: WARNING: no code cache made; the daemon compiles its bundle at every start');
   writeFileSync('dist/bin/openauto-system-main.cache', '');
 }
+// The start-up snapshot, made the same way (scripts/snapshot.mjs); none (and a warning) when this node cannot.
+const snapshot = spawnSync(process.execPath, ['scripts/snapshot.mjs'], { stdio: 'inherit' });
+if (snapshot.status !== 0)
+  console.warn('bundle: WARNING: no start-up snapshot made; the daemon starts without it');
 // The files each bundle holds: scripts/deb.sh names the bundled packages and their licences from it.
 const inputs = new Set([...Object.keys(ctl.metafile.inputs), ...Object.keys(daemon.metafile.inputs)]);
 writeFileSync('dist/bundle-inputs.json', JSON.stringify([...inputs].sort(), null, 1));

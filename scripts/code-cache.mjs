@@ -1,8 +1,9 @@
 // Makes dist/bin/openauto-system-main.cache, the V8 code cache the daemon's entry point
 // (scripts/daemon-loader.mjs) compiles its bundle with. V8 accepts a cache only from the same node and the
 // same V8 flags, so the bundle is run here under the flags of the unit's ExecStart: as `--help`, which
-// evaluates every module (what each start compiles first) and prints the usage. Run by scripts/bundle.mjs;
-// scripts/install.sh runs it again with the node the unit will run.
+// evaluates every module (what each start compiles first) and prints the usage. Run by scripts/bundle.mjs at
+// build only: another node rejects the cache, and the bundle is then compiled as usual. (Since the start-up
+// snapshot, scripts/snapshot.mjs, the cache serves the starts without it.)
 //
 //   node scripts/code-cache.mjs [NODE]      (NODE: the node the unit runs; default this one)
 import { spawnSync } from 'node:child_process';

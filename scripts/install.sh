@@ -154,6 +154,7 @@ read -r -a flags <<<"${exec_line#ExecStart=/usr/bin/node }"
 script=${flags[-1]}
 unset 'flags[-1]'
 for f in "${flags[@]}"; do
+  case $f in '$'*) kept+=("$f") && continue ;; esac # the unit's own variables ($OPENAUTO_SNAPSHOT)
   if [ -z "$R" ] && [ -x "$NODE_BIN" ] && ! "$NODE_BIN" "$f" -e 0 >/dev/null 2>&1; then
     note "WARNING: $NODE_BIN does not take $f: the unit runs without it (more memory)"
   else
@@ -164,6 +165,21 @@ mdwe=yes
 case " ${kept[*]} " in *" --jitless "*) ;; *) mdwe=no ;; esac # V8 with a JIT aborts under it
 sed -i -e "s#^ExecStart=/usr/bin/node .*#ExecStart=$NODE_BIN ${kept[*]} $script#" \
   -e "s#^MemoryDenyWriteExecute=yes#MemoryDenyWriteExecute=$mdwe#" "$R/usr/lib/systemd/system/$UNIT"
+# The start-up snapshot works only with the node (and V8 flags) it was made with: one this node refuses is
+# turned off (the unit reads OPENAUTO_SNAPSHOT= from snapshot.env) and the daemon starts without it.
+if [ -z "$R" ] && [ -x "$NODE_BIN" ]; then
+  node_flags=()
+  for f in "${kept[@]}"; do case $f in '$'*) ;; *) node_flags+=("$f") ;; esac; done
+  mkdir -p -m 0755 /var/lib/openauto-system
+  rm -f /run/openauto/snapshot.env # the verdict of a start since boot, for the previous install
+  if "$NODE_BIN" "${node_flags[@]}" "--snapshot-blob=$PKG/dist/bin/openauto-system.blob" "$script" --help \
+    >/dev/null 2>&1; then
+    rm -f /var/lib/openauto-system/snapshot.env
+  else
+    note "WARNING: $NODE_BIN refuses the start-up snapshot (made by another node?): the daemon starts without it"
+    echo "OPENAUTO_SNAPSHOT=" >/var/lib/openauto-system/snapshot.env
+  fi
+fi
 # The proxy route's units need Debian's redsocks and nftables (the package depends on them).
 [ -x "$R/usr/sbin/redsocks" ] && [ -x "$R/usr/sbin/nft" ] ||
   note "WARNING: redsocks or nft is missing: the proxy route will fail until both are installed (apt-get install redsocks nftables)"

@@ -84,6 +84,7 @@ done
 # The daemon's own state (systemd made it for StateDirectory=): the record of an apply in progress, useless
 # without the daemon. Its parent goes only if nothing else is in it.
 rm -rf -- "$R/var/lib/openauto-system/apply"
+rm -f -- "$R/var/lib/openauto-system/snapshot.env" # install.sh's start-up snapshot verdict
 rmdir "$R/var/lib/openauto-system" 2>/dev/null || true
 # Deepest first; only if empty (something else may have put files there since).
 for ((i = ${#dirs[@]} - 1; i >= 0; i--)); do

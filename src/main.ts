@@ -2,6 +2,7 @@
 // openauto-system: the daemon's entry point, wiring only. Start-up order is the contract's readiness order:
 // connect, export objects, run one full health check, open the socket, and only then claim the bus name (what
 // Type=dbus and D-Bus activation wait for).
+import { startupSnapshot } from 'node:v8';
 import { BluezProfiles } from './bluez/profiles.js';
 import { UnixFdGuard } from './bluez/unix-fds.js';
 import { Bus } from './bus/connection.js';
@@ -12,7 +13,7 @@ import { ApplyCoordinator } from './config/apply-coordinator.js';
 import { Daemon } from './daemon.js';
 import { HealthMonitor } from './health/monitor.js';
 import { SocketServer, socketFromSystemd } from './ipc/index.js';
-import { errText, log } from './log/journal.js';
+import { errText, log, setDebug } from './log/journal.js';
 import { HeapTrimmer } from './memory/heap-trim.js';
 import { subnetOf } from './proxy/request.js';
 import { startProxyRoute } from './proxy/start.js';
@@ -22,19 +23,27 @@ import { SystemdManager } from './systemd/manager.js';
 import { UnitRestarter } from './systemd/restarts.js';
 import { StartLimits } from './systemd/start-limit.js';
 import { startWatchdog } from './systemd/watchdog.js';
+import { warmUp } from './warmup.js';
 
 /** Heap growth past the last collection or the floor that the trimmer gives back (the soak's growth target). */
 const HEAP_SLACK_BYTES = 2 * 1024 * 1024;
 
 async function run(settings: Settings): Promise<void> {
+  // Where start-up's time goes (ms since the process started, in the ready entry's STARTUP_MS): bench/versus.ts.
+  const marks: Record<string, number> = { main: performance.now() };
+  const mark = (name: string) => {
+    marks[name] = Math.round((performance.now() - (marks.main ?? 0)) * 10) / 10;
+  };
   // First: start-up itself (an interrupted apply's restarts included) must not look like a hang.
   const watchdog = startWatchdog();
   const version = packageVersion();
   const bus = await Bus.connect();
+  mark('bus');
   // Before anything can send us descriptors (BlueZ's NewConnection): see unix-fds.ts.
   const fds = UnixFdGuard.install(bus);
   const systemd = new SystemdManager(bus);
   await systemd.start();
+  mark('systemd');
   const restarter = new UnitRestarter(systemd, settings.restartTimeoutMs, new StartLimits(bus, systemd));
   const stall = process.env.OPENAUTO_TEST_STALL;
   const applies = new ApplyCoordinator({ bus, systemd, restarter, paths: settings, stall });
@@ -49,9 +58,14 @@ async function run(settings: Settings): Promise<void> {
     expectation: applies.expectation,
   });
   applies.tell(monitor);
+  // The proxy route's adoption touches only its own units and files: its bus round trips run while the
+  // applies' start reads and checks the files (it is not waited for until the daemon needs it).
+  const proxyStarted = startProxyRoute(bus, systemd, settings, () => applies.expectation().iface);
   await applies.start();
+  mark('applies');
   const authorizer = new Authorizer(bus);
-  const proxy = await startProxyRoute(bus, systemd, settings, () => applies.expectation().iface);
+  const proxy = await proxyStarted;
+  mark('proxy');
   const profiles = new BluezProfiles({ bus, fds, enabled: settings.btProfiles });
   const daemon = new Daemon({
     version,
@@ -69,7 +83,9 @@ async function run(settings: Settings): Promise<void> {
   daemon.on('healthChanged', (h) => face.healthChanged(h));
   daemon.on('proxyChanged', (s: { state: string }) => face.proxyChanged(s.state));
 
+  mark('export');
   await monitor.start();
+  mark('health');
 
   let socket: SocketServer | undefined;
   if (settings.socketEnabled) {
@@ -83,6 +99,7 @@ async function run(settings: Settings): Promise<void> {
     });
     await socket.start();
   }
+  mark('socket');
 
   if (!(await requestName(bus))) {
     for (const part of [monitor, profiles]) part.stop();
@@ -91,21 +108,42 @@ async function run(settings: Settings): Promise<void> {
     process.exitCode = 1;
     return;
   }
+  mark('name');
   // Only the owner of the name registers with BlueZ (a second instance must not). In the background and
   // retried forever: BlueZ being absent never delays readiness.
   profiles.start();
   // The first check (one interval after ready) also gives back what start-up left on the heap.
   const trimmer = new HeapTrimmer({ intervalMs: settings.heapTrimMs, slackBytes: HEAP_SLACK_BYTES });
   trimmer.start();
-  log.info(`openauto-system ${version} ready`, { version, health: JSON.stringify(daemon.getHealth()) });
+  marks.main = Math.round((marks.main ?? 0) * 10) / 10;
+  log.info(`openauto-system ${version} ready`, {
+    version,
+    health: JSON.stringify(daemon.getHealth()),
+    startup_ms: JSON.stringify(marks),
+  });
 
   stopOnSignals(bus, [monitor, profiles, proxy, trimmer, watchdog], socket);
 }
 
-const settings = readSettings(process.argv.slice(2), process.env);
-if (settings) {
-  run(settings).catch((err: unknown) => {
-    log.err('start-up failed', { error: errText(err), error_code: 'StartupFailed' });
-    process.exit(1);
+function main(): void {
+  const settings = readSettings(process.argv.slice(2), process.env);
+  if (settings) {
+    run(settings).catch((err: unknown) => {
+      log.err('start-up failed', { error: errText(err), error_code: 'StartupFailed' });
+      process.exit(1);
+    });
+  }
+}
+
+// Inside a start-up snapshot's build (scripts/snapshot.mjs) only the modules are loaded; the daemon starts when
+// the snapshot is, with that start's environment (read again: the snapshot holds the build's).
+if (startupSnapshot.isBuildingSnapshot()) {
+  // A failed warm-up only leaves more to compile at each start.
+  warmUp().catch(() => undefined);
+  startupSnapshot.setDeserializeMainFunction(() => {
+    setDebug(process.env.OPENAUTO_DEBUG === '1');
+    main();
   });
+} else {
+  main();
 }

@@ -8,8 +8,11 @@ import { DEFAULT_AP_INTERFACE, isInterfaceName } from './config/schema.js';
 import { DEFAULT_RECOVERY_SETTINGS as R, type RecoverySettings } from './health/recovery.js';
 import type { RestartRules } from './proxy/state.js';
 
-/** The installed package's root (…/openauto-system): two levels up from dist/src/ (tsc) or dist/bin/ (the bundle). */
-export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The installed package's root (…/openauto-system): two levels up from dist/src/ (tsc) or dist/bin/ (the bundle).
+ * Read when asked, not at load: a start-up snapshot is loaded before it knows where it is installed. */
+export function packageRoot(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+}
 
 export interface Settings {
   config: string;
@@ -208,8 +211,8 @@ export function defaults(): Settings {
     socket: '/run/openauto/system.sock',
     hostapdConf: '/etc/hostapd/hostapd.conf',
     networkDir: '/etc/systemd/network',
-    templates: join(PACKAGE_ROOT, 'templates'),
-    interfaceXml: join(PACKAGE_ROOT, 'dbus', 'org.openauto.System1.xml'),
+    templates: join(packageRoot(), 'templates'),
+    interfaceXml: join(packageRoot(), 'dbus', 'org.openauto.System1.xml'),
     zoneinfo: '/usr/share/zoneinfo',
     groupFile: '/etc/group',
     stateDir: '/var/lib/openauto-system/apply',
@@ -236,7 +239,7 @@ export function defaults(): Settings {
 export function packageVersion(): string {
   try {
     return String(
-      (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version,
+      (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version,
     );
   } catch {
     return 'unknown';

@@ -267,14 +267,21 @@ describe('the Debian package', { skip }, () => {
     };
     const members = async () =>
       (await sb.execOk(['getent', 'group', 'openauto'])).trim().split(':')[3]?.split(',') ?? [];
-    // The administrator's file is read last, so an OPENAUTO_CONFIG set there wins over the package's.
+    // The administrator's file is read after the package's, so an OPENAUTO_CONFIG set there wins; only the
+    // start-up snapshot's verdicts (OPENAUTO_SNAPSHOT alone) come after it.
     const files = (await sb.execOk(['systemctl', 'show', '-P', 'EnvironmentFiles', UNIT]))
       .split('\n')
       .map((l) => l.split(' ')[0]);
     assert.deepEqual(files.filter(Boolean), [
       '/var/lib/openauto-system/app-user.env',
       '/etc/default/openauto-system',
+      '/var/lib/openauto-system/snapshot.env',
+      '/run/openauto/snapshot.env',
     ]);
+    // The package's node took the snapshot (postinst checked it) and the daemon runs from it.
+    assert.equal((await sb.exec(['test', '-e', '/var/lib/openauto-system/snapshot.env'])).code, 1);
+    const pid = (await sb.execOk(['systemctl', 'show', '-P', 'MainPID', UNIT])).trim();
+    assert.match(await sb.readFile(`/proc/${pid}/cmdline`), /--snapshot-blob=/);
     await set(OTHER_USER);
     assert.deepEqual((await members()).sort(), [OTHER_USER]);
     assert.match(

@@ -242,6 +242,8 @@ describe('sandbox foundation', { skip }, () => {
       .replace(/^BusName=.*$/m, '')
       .replace(/^Restart=.*$/m, 'Restart=no')
       .replace(/^RuntimeDirectory=openauto$/m, 'RuntimeDirectory=openauto-probe')
+      // The probe runs as a script: without the daemon's start-up snapshot (node would run the daemon).
+      .replace(/ \$OPENAUTO_SNAPSHOT /, ' ')
       .replace(
         /^(ExecStart=\/usr\/bin\/node [^\n]*?)\S+\.js$/m,
         '$1/usr/local/lib/openauto-sandbox/hardening-probe.mjs',

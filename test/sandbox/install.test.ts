@@ -83,8 +83,11 @@ describe('install.sh and uninstall.sh on a live system', { skip }, () => {
       assert.match(r.stdout, /does not take --lite-mode: the unit runs without it/);
       assert.match(
         await sb.readFile('/usr/lib/systemd/system/openauto-system.service'),
-        /^ExecStart=\/usr\/local\/lib\/nodejs\/bin\/picky-node --max-semi-space-size=1 --jitless --no-expose-wasm \/usr\/lib\/openauto-system\/dist\/bin\/openauto-system\.js$/m,
+        /^ExecStart=\/usr\/local\/lib\/nodejs\/bin\/picky-node --max-semi-space-size=1 --jitless --no-expose-wasm \$OPENAUTO_SNAPSHOT \/usr\/lib\/openauto-system\/dist\/bin\/openauto-system\.js$/m,
       );
+      // The start-up snapshot was made under --lite-mode: V8 refuses it without, so the unit goes without it.
+      assert.match(r.stdout, /refuses the start-up snapshot .*: the daemon starts without it/);
+      assert.equal(await sb.readFile('/var/lib/openauto-system/snapshot.env'), 'OPENAUTO_SNAPSHOT=\n');
       await sb.waitFor(async () => (await sb.unitState('openauto-system.service')) === 'active', 30_000, 200);
       await health();
       const bad = await sb.exec(['bash', `${SRC}/scripts/install.sh`, '--no-build', '--node', 'node']);
@@ -92,6 +95,8 @@ describe('install.sh and uninstall.sh on a live system', { skip }, () => {
       assert.match(bad.stderr, /--node needs an absolute path/);
     } finally {
       assert.equal(await install([]), '/usr/bin/node');
+      // The node the snapshot was made with: on again.
+      assert.equal((await sb.exec(['test', '-e', '/var/lib/openauto-system/snapshot.env'])).code, 1);
       await sb.execOk(['rm', '-rf', '/usr/local/lib/nodejs']);
     }
   });
