@@ -21,8 +21,12 @@ const bin = join(root, 'dist', 'bin');
 const bundle = join(bin, 'openauto-system-main.cjs');
 const blob = join(bin, 'openauto-system.blob');
 const entry = join(bin, '.snapshot-entry.cjs');
-// The native addons left out of the bundle (scripts/bundle.mjs's `external`, but x11, which is never loaded).
-const NATIVES = ['systemd-journald', 'usocket', 'sockopt', 'sd-notify', 'openauto-notify'];
+// The native addons left out of the bundle: the `native` lines of packaging/files (which a unit test holds
+// equal to scripts/bundle.mjs's `external`, but x11, which is never loaded).
+const NATIVES = readFileSync(join(root, 'packaging', 'files'), 'utf8')
+  .split('\n')
+  .map((l) => /^native\s+(\S+)/.exec(l)?.[1])
+  .filter((n) => n !== undefined);
 
 const prelude = `'use strict';
 const { startupSnapshot } = require('node:v8');
