@@ -61,8 +61,14 @@ const daemon = await build({
   },
 });
 const main = 'dist/bin/openauto-system-main.cjs';
-// Wrapped in a function by the loader: a shebang line would be a syntax error there.
-writeFileSync(main, readFileSync(main, 'utf8').replace(/^#!.*/, ''));
+// The file is the whole script the loader compiles: the bundle wrapped in a function as node's CommonJS loader
+// does (so it sees require, module and __filename), written here rather than by the loader so the loader
+// can map the file as it is (native/memory's mapSource: the source stays file-backed, not on V8's heap).
+// A shebang line would be a syntax error inside the wrapper.
+writeFileSync(
+  main,
+  `(function (exports, require, module, __filename, __dirname) {${readFileSync(main, 'utf8').replace(/^#!.*/, '')}\n})`,
+);
 copyFileSync('scripts/daemon-loader.mjs', 'dist/bin/openauto-system.js');
 chmodSync('dist/bin/openauto-system.js', 0o755);
 // The code cache, made by the node that runs the build with the unit's flags (scripts/code-cache.mjs). A node

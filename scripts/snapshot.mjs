@@ -64,7 +64,8 @@ if (!exec?.[1]) throw new Error('no ExecStart= line in systemd/openauto-system.s
 const flags = exec[1].split(' ').filter((f) => f.startsWith('--'));
 writeFileSync(
   entry,
-  `${prelude}(function (exports, require, module, __filename, __dirname) {${readFileSync(bundle, 'utf8')}\n})({}, bundleRequire, { exports: {} }, ${JSON.stringify(bundle)}, ${JSON.stringify(bin)});\n`,
+  // The bundle file is already a function expression (scripts/bundle.mjs): called here.
+  `${prelude}${readFileSync(bundle, 'utf8')}({}, bundleRequire, { exports: {} }, ${JSON.stringify(bundle)}, ${JSON.stringify(bin)});\n`,
 );
 try {
   const r = spawnSync(
