@@ -15,11 +15,15 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const loader = join(root, 'dist', 'bin', 'openauto-system.js');
 
 if (process.env.OPENAUTO_CODE_CACHE_CHILD === '1') {
-  // In the child, with the unit's flags: compile and run without a cache, then save what was compiled.
+  // In the child, with the unit's flags: compile and run without a cache, then save what was compiled:
+  // every module's top level (run by `--help`) and what start-up's file work compiles (src/warmup.ts: a
+  // sample config.yaml read, validated and rendered in a temporary directory), as the start-up snapshot
+  // holds it (scripts/snapshot.mjs); V8's cache keeps the bytecode of every function compiled so far.
   const cacheFile = join(root, 'dist', 'bin', 'openauto-system-main.cache');
   rmSync(cacheFile, { force: true });
   process.argv = [process.argv[0] ?? 'node', loader, '--help'];
-  const { script } = await import(loader);
+  const { script, bundle } = await import(loader);
+  await bundle.warmUp();
   writeFileSync(`${cacheFile}.tmp`, script.createCachedData());
   renameSync(`${cacheFile}.tmp`, cacheFile);
 } else {

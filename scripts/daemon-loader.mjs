@@ -37,3 +37,5 @@ export const script = new Script(source, { filename: file, ...(cachedData ? { ca
 cachedData = undefined;
 const module = { exports: {} };
 script.runInThisContext()(module.exports, require, module, file, dir);
+/** The bundle's exports (src/main.ts): scripts/code-cache.mjs warms up through them. */
+export const bundle = module.exports;

@@ -3,7 +3,7 @@
 //
 //   node dist/test/unit/helpers/fake-service.js <socket path> ['<SocketServerOptions JSON>']
 // prints nothing; talks over the fork IPC channel: sends {ready:true, …} once listening; answers
-// {cmd:'rss'} with {rss} (after a full gc when exposed), {cmd:'health', health} emits healthChanged,
+// {cmd:'rss'} with {rss} (after full collections and the daemon's heap trimmer's), {cmd:'health', health} emits healthChanged,
 // {cmd:'close'} closes the server and exits.
 
 import { EventEmitter } from 'node:events';
@@ -191,6 +191,10 @@ export class ChildServer {
 async function runChild(): Promise<void> {
   const { SocketServer } = await import('../../../src/ipc/socket-server.js');
   const { listenFdsFromEnv } = await import('../../../src/ipc/socket-file.js');
+  const { defaultCollect } = await import('../../../src/memory/heap-trim.js');
+  // What the daemon's heap trimmer does once a burst has grown its memory (V8's low-memory collection, then
+  // malloc_trim for the connections' buffers freed off V8's heap): RSS is read after it, as in the daemon.
+  const trim = defaultCollect();
   // Socket activation: FAKE_SERVICE_ACTIVATION=1 makes the child take fd 3 the way the daemon does.
   const fds = process.env.FAKE_SERVICE_ACTIVATION === '1' ? listenFdsFromEnv() : [];
   const envLeft = ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES'].filter((k) => k in process.env);
@@ -216,6 +220,7 @@ async function runChild(): Promise<void> {
         gc();
         await sleep(50);
       }
+      trim?.();
       const mem = process.memoryUsage();
       const spaces = Object.fromEntries(
         v8.getHeapSpaceStatistics().map((s) => [s.space_name, Math.round(s.space_size / 1024)]),
