@@ -4,7 +4,7 @@
 // bench/results/socket.json.
 //
 //   node dist/bench/socket-bench.js [--requests 20000] [--clients 64] [--per-client 2000]
-//   BENCH_SERVER_NODE_ARGS="--max-semi-space-size=1" runs the server process with those node flags.
+//   BENCH_SERVER_NODE_ARGS="--lite-mode --jitless" runs the server process with those node flags.
 //
 // The old Python service took about 47 µs per sequential get_health on the same kind of machine.
 import { type ChildProcess, fork } from 'node:child_process';

@@ -64,7 +64,7 @@ describe('install.sh and uninstall.sh on a live system', { skip }, () => {
     try {
       assert.equal(await install(['--node', other]), other);
       const unit = await sb.readFile('/usr/lib/systemd/system/openauto-system.service');
-      assert.match(unit, /^ExecStart=\/usr\/local\/lib\/nodejs\/bin\/node --max-semi-space-size=1 /m);
+      assert.match(unit, /^ExecStart=\/usr\/local\/lib\/nodejs\/bin\/node --lite-mode /m);
       assert.equal(await sb.readFile(MANIFEST), manifest, 'the same files are installed');
       // A node that does not know one of the unit's V8 flags: the unit goes without it and still runs.
       const picky = '/usr/local/lib/nodejs/bin/picky-node';
@@ -83,7 +83,7 @@ describe('install.sh and uninstall.sh on a live system', { skip }, () => {
       assert.match(r.stdout, /does not take --lite-mode: the unit runs without it/);
       assert.match(
         await sb.readFile('/usr/lib/systemd/system/openauto-system.service'),
-        /^ExecStart=\/usr\/local\/lib\/nodejs\/bin\/picky-node --max-semi-space-size=1 --jitless --no-expose-wasm \$OPENAUTO_SNAPSHOT \/usr\/lib\/openauto-system\/dist\/bin\/openauto-system\.js$/m,
+        /^ExecStart=\/usr\/local\/lib\/nodejs\/bin\/picky-node --jitless --no-expose-wasm \$OPENAUTO_SNAPSHOT \/usr\/lib\/openauto-system\/dist\/bin\/openauto-system\.js$/m,
       );
       // The start-up snapshot was made under --lite-mode: V8 refuses it without, so the unit goes without it.
       assert.match(r.stdout, /refuses the start-up snapshot .*: the daemon starts without it/);

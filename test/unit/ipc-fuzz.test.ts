@@ -16,11 +16,9 @@ import { ChildServer, sleep } from './helpers/fake-service.js';
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 const TOTAL_LINES = Number(process.env.FUZZ_LINES ?? 120_000);
 const CONNECTIONS = 8;
-// Under any sustained load V8 grows the young generation up to 2 x 16 MB and never gives it back, whatever
-// the code does (about +25 MB RSS that is not a leak). Capping it is a node flag for the daemon's ExecStart
-// (--max-semi-space-size=1), so the child that plays the daemon runs with it. FUZZ_NODE_ARGS='' measures
-// V8's defaults instead.
-const DAEMON_NODE_ARGS = (process.env.FUZZ_NODE_ARGS ?? '--max-semi-space-size=1').split(' ').filter(Boolean);
+// The child that plays the daemon runs with node's defaults for the heap (the unit sets none); its RSS is read
+// after the daemon's own heap trimming (fake-service.ts). FUZZ_NODE_ARGS adds node flags to the child.
+const DAEMON_NODE_ARGS = (process.env.FUZZ_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const mb = (n: number) => (n / 1024 / 1024).toFixed(1);
 const memText = (m: { rss?: number; mem?: NodeJS.MemoryUsage; spaces?: Record<string, number> }) =>
   `RSS ${mb(m.rss ?? 0)} MB, heap used ${mb(m.mem?.heapUsed ?? 0)} MB, new space ${m.spaces?.new_space} KiB`;
