@@ -10,28 +10,16 @@
 //   PY_BASELINE=path/to/py-baseline.py node dist/bench/socket-cpu.js     (as root; the daemon must be built)
 // Environment: PY_BASELINE (default: ../shared/bench/py-baseline.py next to the checkout), SOCKET_CPU_ROUNDS
 // (2).
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { REPO_ROOT, Sandbox } from '../test/sandbox/harness.js';
+import { readFileSync } from 'node:fs';
+import { Sandbox } from '../test/sandbox/harness.js';
 import { mainPid, procStat } from '../test/sandbox/helpers-health.js';
+import { baselinePath } from './baseline.js';
 import { DAEMON_UNIT, log, printTable, round, runAgent, runMain, writeResult } from './lib.js';
 
 const PY_SOCKET = '/run/py-baseline.sock';
 const PY_SCRIPT = '/run/py-baseline.py';
 const DAEMON_SOCKET = '/run/openauto/system.sock';
 const CLK_TCK = 100; // USER_HZ
-
-function baselinePath(): string {
-  const candidates = process.env.PY_BASELINE
-    ? [process.env.PY_BASELINE]
-    : [
-        join(REPO_ROOT, '..', 'shared', 'bench', 'py-baseline.py'),
-        join(REPO_ROOT, '..', '..', 'shared', 'bench', 'py-baseline.py'),
-      ];
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) throw new Error(`no Python baseline at ${candidates.join(' or ')}: set PY_BASELINE`);
-  return resolve(found);
-}
 
 /** One method, `n` times, one after another on one connection (inside the container, as the app user). */
 const METHOD_CLIENT = `

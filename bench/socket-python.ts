@@ -18,7 +18,7 @@
 // (our server writes a --cpu-prof profile there).
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import type { HealthMap } from '../src/health/states.js';
 import { SocketServer } from '../src/ipc/index.js';
 import type { ApplyResult, Json, SystemService } from '../src/service.js';
+import { baselinePath, unitNodeFlags } from './baseline.js';
 import { LineClient } from './socket-client.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -134,25 +135,6 @@ async function serve(path: string): Promise<void> {
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i === -1 ? dflt : Number(process.argv[i + 1]);
-}
-
-/** The node flags of the unit's ExecStart (what the daemon runs with). */
-function unitNodeArgs(): string[] {
-  const unit = readFileSync(join(REPO, 'systemd', 'openauto-system.service'), 'utf8');
-  const exec = /^ExecStart=\S*node\s+(.*)$/m.exec(unit)?.[1] ?? '';
-  return exec.split(/\s+/).filter((a) => a.startsWith('--'));
-}
-
-function baselinePath(): string {
-  const candidates = process.env.PY_BASELINE
-    ? [process.env.PY_BASELINE]
-    : [
-        join(REPO, '..', 'shared', 'bench', 'py-baseline.py'),
-        join(REPO, '..', '..', 'shared', 'bench', 'py-baseline.py'),
-      ];
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) throw new Error(`no Python baseline at ${candidates.join(' or ')}: set PY_BASELINE`);
-  return resolve(found);
 }
 
 /** CPU seconds (user + system, every thread) the process has used, and the system part of it. */
@@ -339,7 +321,7 @@ async function main(): Promise<void> {
   const perClient = arg('per-client', 500);
   const sequential = arg('sequential', 10_000);
   const env = process.env.BENCH_SERVER_NODE_ARGS;
-  const nodeArgs = env === undefined ? unitNodeArgs() : env.split(' ').filter(Boolean);
+  const nodeArgs = env === undefined ? unitNodeFlags() : env.split(' ').filter(Boolean);
   if (process.env.BENCH_CPU_PROF) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`);
   const dir = mkdtempSync(join(tmpdir(), 'oas-socket-python-'));
   const node = await startNode(dir, nodeArgs);

@@ -28,8 +28,9 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { REPO_ROOT, Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
+import { Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
 import { daemonJournal, mainPid, procDir } from '../test/sandbox/helpers-health.js';
+import { baselinePath, unitNodeFlags } from './baseline.js';
 import {
   allActiveWithin,
   DAEMON_UNIT,
@@ -55,18 +56,6 @@ const SNAPSHOT_ON =
   'OPENAUTO_SNAPSHOT=--snapshot-blob=/usr/lib/openauto-system/dist/bin/openauto-system.blob\n';
 const BASELINE = 'py-baseline.py (asyncio NDJSON over a Unix socket, fixed answers)';
 const DROPIN = '/run/systemd/system/openauto-system.service.d/bench-versus.conf';
-
-function baselinePath(): string {
-  const candidates = process.env.PY_BASELINE
-    ? [process.env.PY_BASELINE]
-    : [
-        join(REPO_ROOT, '..', 'shared', 'bench', 'py-baseline.py'),
-        join(REPO_ROOT, '..', '..', 'shared', 'bench', 'py-baseline.py'),
-      ];
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) throw new Error(`no Python baseline at ${candidates.join(' or ')}: set PY_BASELINE`);
-  return resolve(found);
-}
 
 /** Anonymous memory (Pss_Anon) and VmRSS of a container process, in MB. */
 function memory(sb: Sandbox, pid: number): { anonMb: number; rssMb: number } {
@@ -128,8 +117,7 @@ class Throttle {
 
 /** Milliseconds node takes to require a few of its own modules, without flags and with the unit's. */
 function builtinCost(): { plain: number; unitFlags: number } {
-  const unit = readFileSync(join(REPO_ROOT, 'systemd', 'openauto-system.service'), 'utf8');
-  const flags = (/^ExecStart=(.*)$/m.exec(unit)?.[1] ?? '').split(' ').filter((f) => f.startsWith('--'));
+  const flags = unitNodeFlags();
   const code =
     "const t = performance.now(); for (const m of ['net', 'crypto', 'stream', 'fs/promises', 'child_process']) " +
     'require(m); console.log(performance.now() - t);';
