@@ -2,7 +2,7 @@
 // dbus-next has no API for the two things the daemon needs beyond it: noticing that the connection's
 // stream ended (pending calls never fail otherwise) and forgetting a timed-out call's reply handler; and the
 // unix-fd guard (src/bluez/unix-fds.ts) must see the socket's descriptor queue; the replies a caller can ask
-// for in bulk are written on that stream with dbus-next's own marshaller (raw-reply.ts, status-reply.ts).
+// for in bulk are written on that stream with dbus-next's own marshaller (raw-reply.ts, reply-cache.ts).
 // package.json pins dbus-next
 // to the exact version these were read from; test/unit/dbus-next-private.test.ts fails loudly when an
 // upgrade moves any of them.

@@ -2,7 +2,7 @@
 // general marshaller costs ~0.13 ms for a reply's header alone and ~2.4 ms for GetStatus's nested a{sv} on
 // the interpreter-only node the unit runs: a caller flooding the daemon would buy its CPU with that. Only
 // the replies a caller can ask for in bulk go this way: Busy refusals and GetStatus (whose body is
-// marshalled once per change of content, status-reply.ts). The bytes are those dbus-next would write (a
+// marshalled once per change of content, reply-cache.ts). The bytes are those dbus-next would write (a
 // unit test compares them).
 import type { Bus, DBusMessage } from './connection.js';
 import { connectionStream } from './dbus-next-private.js';

@@ -9,11 +9,10 @@ import type { HealthMap } from '../health/states.js';
 import { errText, log } from '../log/journal.js';
 import type { Caller, Json, ProxyReply, SystemService } from '../service.js';
 import { ALLOW_INTERACTIVE_AUTHORIZATION, type Bus, type DBusMessage, errorReply } from './connection.js';
-import { HealthReplyCache } from './health-reply.js';
 import { type InterfaceSpec, interfaceElement, parseInterface, toXml2js } from './introspection.js';
 import { BUSY_MESSAGE } from './polkit.js';
 import { RawReplies } from './raw-reply.js';
-import { StatusReplyCache } from './status-reply.js';
+import { HealthReplyCache, StatusReplyCache } from './reply-cache.js';
 import { toVariantDict } from './variant.js';
 
 export const BUS_NAME = 'org.openauto.System';
@@ -182,7 +181,7 @@ export class System1Export {
       if (m && NEEDS_POLKIT.has(m.name) && admission?.refusesNow(msg.sender)) {
         if (raw.error(msg, DBUS_ERROR_NAMES.Busy, BUSY_MESSAGE)) return true;
       }
-      // GetHealth too, from the map's body marshalled once per healthChanged (health-reply.ts).
+      // GetHealth too, from the map's body marshalled once per healthChanged (reply-cache.ts).
       if (m?.name === 'GetHealth' && service.healthJson) {
         try {
           return healthReply.reply(msg, service.healthJson(), () => service.getHealth());
@@ -190,7 +189,7 @@ export class System1Export {
           log.err('GetHealth reply failed', { error: errText(err), error_code: 'Internal' });
         }
       }
-      // GetStatus is open to everyone: answered from bytes marshalled once per change (status-reply.ts).
+      // GetStatus is open to everyone: answered from bytes marshalled once per change (reply-cache.ts).
       if (m?.name === 'GetStatus') {
         try {
           return statusReply.reply(msg, service.getStatus());

@@ -7,11 +7,11 @@ import { describe, it } from 'node:test';
 import dbus from 'dbus-next';
 import { marshallMessage } from 'dbus-next/lib/marshall-compat.js';
 import type { DBusMessage } from '../../src/bus/connection.js';
-import { HealthReplyCache } from '../../src/bus/health-reply.js';
-import { encodeHeader } from '../../src/bus/raw-reply.js';
+import { HealthReplyCache } from '../../src/bus/reply-cache.js';
 import { Daemon, type DaemonDeps } from '../../src/daemon.js';
 import type { HealthMap } from '../../src/health/states.js';
 import { handleLine } from '../../src/ipc/protocol.js';
+import { recordedReplies } from './helpers/recorded-replies.js';
 
 function setup() {
   let current: HealthMap = { hostapd: 'active', networkd: 'active', bluetooth: 'active' };
@@ -64,24 +64,9 @@ describe('answers made once per change', () => {
   });
 
   it('D-Bus GetHealth: the cached body with our header is what dbus-next writes, built once per change', () => {
-    const written: Buffer[] = [];
-    const replies = {
-      methodReturn: (c: DBusMessage, sig: string, body: Buffer) => {
-        written.push(
-          Buffer.concat([
-            encodeHeader(2, 4, body.length, [
-              [5, 'u', c.serial ?? 0],
-              [6, 's', c.sender],
-              [8, 'g', sig],
-            ]),
-            body,
-          ]),
-        );
-        return true;
-      },
-    };
+    const { replies, written } = recordedReplies();
     const { daemon, change, reads } = setup();
-    const cache = new HealthReplyCache(replies as never);
+    const cache = new HealthReplyCache(replies);
     const call = (sender: string) => ({ serial: 3, sender }) as unknown as DBusMessage;
     const expect = (sender: string, h: HealthMap) => {
       const m = dbus.Message.newMethodReturn(call(sender), 'a{ss}', [h]);

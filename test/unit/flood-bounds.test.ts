@@ -9,8 +9,9 @@ import { marshallMessage } from 'dbus-next/lib/marshall-compat.js';
 import type { Bus, CallSpec, DBusMessage } from '../../src/bus/connection.js';
 import { ACTIONS, Authorizer } from '../../src/bus/polkit.js';
 import { encodeHeader, stringBody } from '../../src/bus/raw-reply.js';
-import { StatusReplyCache } from '../../src/bus/status-reply.js';
+import { StatusReplyCache } from '../../src/bus/reply-cache.js';
 import { ServiceError } from '../../src/errors.js';
+import { recordedReplies } from './helpers/recorded-replies.js';
 
 /** A bus whose polkit answers only when told to; uid per sender from a table. */
 class FakeBus {
@@ -188,23 +189,8 @@ describe('replies written without dbus-next', () => {
   });
 
   it('GetStatus: the cached body with our header is what dbus-next writes, built once per content', () => {
-    const written: Buffer[] = [];
-    const fakeReplies = {
-      methodReturn: (c: DBusMessage, sig: string, body: Buffer) => {
-        written.push(
-          Buffer.concat([
-            encodeHeader(2, 4, body.length, [
-              [5, 'u', c.serial ?? 0],
-              [6, 's', c.sender],
-              [8, 'g', sig],
-            ]),
-            body,
-          ]),
-        );
-        return true;
-      },
-    };
-    const cache = new StatusReplyCache(fakeReplies as never);
+    const { replies, written } = recordedReplies();
+    const cache = new StatusReplyCache(replies);
     const status = {
       services: { hostapd: { state: 'active', retries: 0, detail: null } },
       uptime: 12,
