@@ -23,6 +23,8 @@ export interface ConfigApplierLike {
   apply(section: SectionName): Promise<ApplyResult>;
   /** Applied config per section, secrets removed. */
   summary(): { [section: string]: Json };
+  /** Grows whenever summary() may have changed (without it, GetStatus is built per call). */
+  readonly revision?: number;
 }
 
 export interface DaemonDeps {
@@ -35,6 +37,8 @@ export interface DaemonDeps {
   profiles?: ProfileClaims;
   /** Extra status sections (e.g. BlueZ profiles) keyed by name. */
   extraStatus?: () => { [key: string]: Json };
+  /** Grows whenever extraStatus() may have changed (without it, GetStatus is built per call). */
+  extraStatusRevision?: () => number;
   now?: () => number;
   /** The proxy route and the AP's /24 (a default skip network). */
   proxy?: { route: ProxyRoute; apSubnet: () => string };
@@ -44,6 +48,9 @@ export class Daemon extends EventEmitter implements SystemService {
   private readonly startedAt: number;
   private readonly now: () => number;
   private healthText: string | undefined;
+  /** GetStatus's text and what it was made from: the parts' revisions and the uptime's second. */
+  private statusText: string | undefined;
+  private readonly statusKey = [-1, -1, -1, -1];
 
   constructor(private readonly deps: DaemonDeps) {
     super();
@@ -66,12 +73,46 @@ export class Daemon extends EventEmitter implements SystemService {
     return this.healthText;
   }
 
+  /**
+   * GetStatus's dump as JSON text, made once per change rather than per call: every part says by a revision
+   * number when it may have changed (the monitor: unit states, checks and its trackers' inputs; the applied
+   * config; the profiles and the proxy route), and the uptime changes once a second. A part without a
+   * revision (a stand-in in tests) makes it build per call.
+   */
+  statusJson(): string {
+    const monitor = this.deps.monitor.statusRevision;
+    const applier = this.deps.applier ? this.deps.applier.revision : 0;
+    const extra = this.deps.extraStatus ? this.deps.extraStatusRevision?.() : 0;
+    if (monitor === undefined || applier === undefined || extra === undefined)
+      return JSON.stringify(this.getStatus());
+    const uptime = this.uptime();
+    const key = this.statusKey;
+    if (
+      this.statusText === undefined ||
+      key[0] !== monitor ||
+      key[1] !== applier ||
+      key[2] !== extra ||
+      key[3] !== uptime
+    ) {
+      this.statusText = JSON.stringify(this.getStatus());
+      key[0] = monitor;
+      key[1] = applier;
+      key[2] = extra;
+      key[3] = uptime;
+    }
+    return this.statusText;
+  }
+
+  private uptime(): number {
+    return Math.floor((this.now() - this.startedAt) / 1000);
+  }
+
   getStatus(): { [key: string]: Json } {
     return {
       services: this.deps.monitor.status(),
       config: this.deps.applier?.summary() ?? {},
       ...(this.deps.extraStatus?.() ?? {}),
-      uptime: Math.floor((this.now() - this.startedAt) / 1000),
+      uptime: this.uptime(),
       version: this.deps.version,
     };
   }

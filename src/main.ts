@@ -78,6 +78,7 @@ async function run(settings: Settings): Promise<void> {
     profiles: profiles.claims,
     applier: applies,
     extraStatus: () => ({ profiles: profiles.status(), proxy: proxy.summary() }),
+    extraStatusRevision: () => profiles.statusRevision + proxy.revision,
     proxy: { route: proxy, apSubnet: () => subnetOf(applies.expectation().apIp) },
   });
   const face = new System1Export(bus, daemon, version, settings.interfaceXml, authorizer);

@@ -28,6 +28,8 @@ export interface SystemService extends EventEmitter {
   /** getHealth() as JSON text, where the service keeps it made once per change (the socket sends it as is). */
   healthJson?(): string;
   getStatus(): { [key: string]: Json };
+  /** getStatus() as JSON text, made once per change (the socket's get_status, D-Bus GetStatus's cache key). */
+  statusJson?(): string;
   /** Throws ServiceError. */
   applyConfig(section: string, caller: Caller): Promise<ApplyResult>;
   /** Throws ServiceError. Resolves once the unit's restart job finished and it is active. */

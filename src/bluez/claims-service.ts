@@ -88,6 +88,11 @@ export class ProfileClaims {
     }
   }
 
+  /** Grows with every change GetStatus shows: its text is rebuilt only after one. */
+  get revision(): number {
+    return this.table.revision;
+  }
+
   get(key: ProfileKey): Claim | undefined {
     return this.table.get(key);
   }

@@ -13,12 +13,14 @@ export type ClaimResult = { ok: true; replaced: boolean } | { ok: false; heldBy:
 
 export class ClaimTable<K extends string = string> {
   private readonly claims = new Map<K, Claim>();
+  private changes = 0;
 
   /** A client claims a profile; the same client claiming again replaces its handler. */
   claim(profile: K, sender: string, handler: string, now: number): ClaimResult {
     const current = this.claims.get(profile);
     if (current && current.sender !== sender) return { ok: false, heldBy: current.sender };
     this.claims.set(profile, { sender, handler, since: now });
+    this.changes++;
     return { ok: true, replaced: current !== undefined };
   }
 
@@ -27,6 +29,7 @@ export class ClaimTable<K extends string = string> {
     const current = this.claims.get(profile);
     if (!current || current.sender !== sender) return false;
     this.claims.delete(profile);
+    this.changes++;
     return true;
   }
 
@@ -36,9 +39,15 @@ export class ClaimTable<K extends string = string> {
     for (const [profile, claim] of this.claims) {
       if (claim.sender !== sender) continue;
       this.claims.delete(profile);
+      this.changes++;
       released.push(profile);
     }
     return released;
+  }
+
+  /** Grows with every change GetStatus shows: its text is rebuilt only after one. */
+  get revision(): number {
+    return this.changes;
   }
 
   get(profile: K): Claim | undefined {

@@ -39,9 +39,15 @@ export interface Profile1ExportDeps {
 
 export class Profile1Export {
   private readonly counts = new Map<ProfileKey, ConnectionCounts>();
+  private changes = 0;
 
   constructor(private readonly deps: Profile1ExportDeps) {
     for (const def of deps.defs) this.counts.set(def.key, { forwarded: 0, rejected: 0, refused: 0 });
+  }
+
+  /** Grows with every change GetStatus shows: its text is rebuilt only after one. */
+  get revision(): number {
+    return this.changes;
   }
 
   counters(key: ProfileKey): ConnectionCounts {
@@ -213,7 +219,9 @@ export class Profile1Export {
     this.replyOk(msg);
   }
 
+  /** The counters of `def`, to increment. */
   private count(def: ProfileDef): ConnectionCounts {
+    this.changes++;
     let c = this.counts.get(def.key);
     if (!c) {
       c = { forwarded: 0, rejected: 0, refused: 0 };

@@ -110,6 +110,11 @@ export class BluezProfiles {
     this.registration.stop();
   }
 
+  /** Grows whenever status() may have changed: a registration's, a claim's or a counter's change. */
+  get statusRevision(): number {
+    return this.registration.revision + this.claims.revision + this.objects.revision;
+  }
+
   /** The GetStatus "profiles" section: per profile, registration, last error and claim. */
   status(): { [key: string]: ProfileStatus } {
     const iso = this.wall.converter();

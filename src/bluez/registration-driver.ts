@@ -52,6 +52,13 @@ export class RegistrationDriver {
     if (e) this.apply(e, e.machine.released(this.now()));
   }
 
+  /** Grows with every change GetStatus shows: its text is rebuilt only after one. */
+  get revision(): number {
+    let n = 0;
+    for (const e of this.entries.values()) n += e.machine.revision;
+    return n;
+  }
+
   view(key: ProfileKey): RegistrationView | undefined {
     return this.entries.get(key)?.machine.view();
   }

@@ -85,6 +85,7 @@ export class RegistrationMachine {
   private registeredAt: number | undefined;
   private registrations = 0;
   private readonly notes: Note[] = [];
+  private changes = 0;
 
   constructor(private readonly backoff: BackoffSettings = DEFAULT_BACKOFF) {}
 
@@ -93,6 +94,7 @@ export class RegistrationMachine {
    * register at once, with fresh backoff; replies meant for an older owner (generation) are ignored.
    */
   ownerChanged(owner: string | undefined, _now: number): Command {
+    this.changes++;
     if (owner === this.owner) return { kind: 'none' };
     const wasRegistered = this.phase === 'registered';
     this.generation++;
@@ -114,6 +116,7 @@ export class RegistrationMachine {
 
   /** The retry timer fired. */
   timerFired(_now: number): Command {
+    this.changes++;
     this.nextAttemptAt = undefined;
     if (this.phase !== 'retrying' || this.owner === undefined || this.inFlight) return { kind: 'none' };
     return this.startAttempt();
@@ -121,6 +124,7 @@ export class RegistrationMachine {
 
   /** BlueZ called Release on our profile object: it no longer has our registration. */
   released(now: number): Command {
+    this.changes++;
     if (this.owner === undefined) return { kind: 'none' };
     if (this.phase === 'registered') this.notes.push({ kind: 'lost', reason: 'released' });
     if (this.inFlight) return { kind: 'none' };
@@ -134,6 +138,7 @@ export class RegistrationMachine {
 
   /** A RegisterProfile call finished. */
   finished(attempt: Attempt, outcome: RegisterOutcome, now: number): Command {
+    this.changes++;
     if (attempt.generation !== this.generation || this.inFlight !== attempt) return { kind: 'none' };
     this.inFlight = undefined;
     // AlreadyExists is BlueZ's answer to the same connection registering the same path again: ours only if
@@ -183,6 +188,11 @@ export class RegistrationMachine {
   /** Notes since the last call (for the journal). */
   takeNotes(): Note[] {
     return this.notes.splice(0);
+  }
+
+  /** Grows with every change GetStatus shows: its text is rebuilt only after one. */
+  get revision(): number {
+    return this.changes;
   }
 
   view(): RegistrationView {

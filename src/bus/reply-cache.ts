@@ -60,13 +60,14 @@ export class HealthReplyCache extends ReplyBodyCache {
   }
 }
 
-/** GetStatus: the status object is cheap to build; its JSON text is the key. */
+/** GetStatus: keyed by the dump's JSON text, which the daemon keeps once per change (statusJson). */
 export class StatusReplyCache extends ReplyBodyCache {
   constructor(replies: RawReplies) {
     super(replies, 'a{sv}');
   }
 
-  reply(call: DBusMessage, status: { [key: string]: Json }): boolean {
-    return this.send(call, JSON.stringify(status), () => [toVariantDict(status)]);
+  /** `status` is read only when `key` changed. */
+  reply(call: DBusMessage, key: string, status: () => { [key: string]: Json }): boolean {
+    return this.send(call, key, () => [toVariantDict(status())]);
   }
 }

@@ -192,7 +192,8 @@ export class System1Export {
       // GetStatus is open to everyone: answered from bytes marshalled once per change (reply-cache.ts).
       if (m?.name === 'GetStatus') {
         try {
-          return statusReply.reply(msg, service.getStatus());
+          const key = service.statusJson ? service.statusJson() : JSON.stringify(service.getStatus());
+          return statusReply.reply(msg, key, () => service.getStatus());
         } catch (err) {
           log.err('GetStatus reply failed', { error: errText(err), error_code: 'Internal' });
         }

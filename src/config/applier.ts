@@ -136,6 +136,7 @@ export class ConfigApplier {
   private tail: Promise<unknown> = Promise.resolve();
   private inFlight = 0;
   private readonly applied: Partial<Record<SectionName, { [key: string]: Json }>> = {};
+  private recorded = 0;
   /** The network section in effect: last applied, or found already in place at start. */
   private inEffect: SectionConfigs['network'] | undefined;
   private readonly journal: ApplyJournal | undefined;
@@ -287,6 +288,11 @@ export class ConfigApplier {
     return this.inEffect;
   }
 
+  /** Grows with every section recorded as applied: GetStatus's text is rebuilt only after one. */
+  get revision(): number {
+    return this.recorded;
+  }
+
   /** Summary of what was last applied (or found already in place) per section since start, secrets removed. */
   appliedSummary(): { [section: string]: Json } {
     const out: { [section: string]: Json } = {};
@@ -309,6 +315,11 @@ export class ConfigApplier {
     } finally {
       this.inFlight--;
     }
+  }
+
+  private record(section: SectionName, summary: { [key: string]: Json }): void {
+    this.applied[section] = summary;
+    this.recorded++;
   }
 
   private async applyLogged(section: SectionName): Promise<ApplyResult> {
@@ -395,7 +406,7 @@ export class ConfigApplier {
     try {
       const { cfg, text, previous } = await plan();
       if (!previous?.data.equals(Buffer.from(text))) return undefined;
-      this.applied[section] = { ...summarizeSection(section, cfg), applied_at: 'before start' };
+      this.record(section, { ...summarizeSection(section, cfg), applied_at: 'before start' });
       return cfg;
     } catch (err) {
       log.debug(`config section ${section} not inspected`, { SECTION: section, DETAIL: errText(err) });
@@ -409,7 +420,7 @@ export class ConfigApplier {
     // The app (group openauto) reads the passphrase from here; nobody else may.
     const meta: FileMeta = gid === undefined ? { mode: 0o600 } : { mode: 0o640, gid };
     const result = await this.replaceAndRestart('wifi', this.paths.hostapdConf, text, previous, meta, rec);
-    this.applied.wifi = this.stamp(summarizeSection('wifi', cfg));
+    this.record('wifi', this.stamp(summarizeSection('wifi', cfg)));
     return result;
   }
 
@@ -426,7 +437,7 @@ export class ConfigApplier {
       cfg.interface,
     );
     this.inEffect = cfg;
-    this.applied.network = this.stamp(summarizeSection('network', cfg));
+    this.record('network', this.stamp(summarizeSection('network', cfg)));
     return result;
   }
 
@@ -441,7 +452,7 @@ export class ConfigApplier {
       log.err('setting the Bluetooth adapter failed', { SECTION: 'bluetooth', DETAIL: errText(err) });
       throw new ServiceError('Internal', 'the Bluetooth adapter did not accept the new settings');
     }
-    this.applied.bluetooth = this.stamp(summarizeSection('bluetooth', cfg));
+    this.record('bluetooth', this.stamp(summarizeSection('bluetooth', cfg)));
     return { changed, restarted: [] };
   }
 
@@ -459,7 +470,7 @@ export class ConfigApplier {
       log.err('setting the time zone failed', { SECTION: 'time', DETAIL: errText(err) });
       throw new ServiceError('Internal', 'the time zone could not be set');
     }
-    this.applied.time = this.stamp(summarizeSection('time', cfg));
+    this.record('time', this.stamp(summarizeSection('time', cfg)));
     return { changed, restarted: [] };
   }
 

@@ -106,6 +106,11 @@ export class ApplyCoordinator {
     return this.applier.appliedSummary();
   }
 
+  /** Grows whenever summary() may have changed. */
+  get revision(): number {
+    return this.applier.revision;
+  }
+
   private expect(iface: string, apIp: string): ApExpectation {
     return { iface, apIp, networkFile: join(this.deps.paths.networkDir, NETWORK_FILE) };
   }

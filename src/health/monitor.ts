@@ -87,6 +87,7 @@ export class HealthMonitor extends EventEmitter {
   private readonly watched = new Map<ServiceName, Watched>();
   private current: HealthMap = initialHealth();
   private polls = 0;
+  private changes = 0;
   private pollTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly wall = new WallClock();
@@ -200,6 +201,13 @@ export class HealthMonitor extends EventEmitter {
 
   health(): HealthMap {
     return { ...this.current };
+  }
+
+  /** Grows whenever something status() shows may have changed (a unit's state, a check, a tracker's input). */
+  get statusRevision(): number {
+    let n = this.changes + this.deps.systemd.revision;
+    for (const w of this.watched.values()) n += w.tracker.revision;
+    return n;
   }
 
   /** Per service: unit state, functional result, retries, recovery mode, next attempt and last change. */
@@ -339,6 +347,7 @@ export class HealthMonitor extends EventEmitter {
         const unit = this.deps.systemd.state(w.unit);
         if (!unit) break;
         w.functional = await this.functional(w, unit);
+        this.changes++;
         // The unit may have changed while the functional check ran: observe the latest state. But a unit
         // that has just become active was not checked at all (the check was skipped for the state before),
         // and an unchecked active counts as healthy: it would be taken for a recovery (and reset the retry
@@ -381,6 +390,7 @@ export class HealthMonitor extends EventEmitter {
         RESULT: 'start-limit-hit',
       });
     }
+    if (hit !== w.startLimitHit) this.changes++;
     w.startLimitHit = hit;
   }
 

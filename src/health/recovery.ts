@@ -135,6 +135,7 @@ export class RecoveryTracker {
   private lastAction: string | undefined;
   private lastActionAt: number | undefined;
   private clock = Number.NEGATIVE_INFINITY;
+  private changes = 0;
 
   constructor(
     readonly service: ServiceName,
@@ -149,6 +150,7 @@ export class RecoveryTracker {
   }
 
   observe(now: number, obs: UnitObservation): Step {
+    this.changes++;
     const t = this.advance(now);
     if (obs.activeState === 'activating') this.activatingSeenAt ??= t;
     else this.activatingSeenAt = undefined;
@@ -160,6 +162,7 @@ export class RecoveryTracker {
   }
 
   actionFinished(now: number, ok: boolean, detail?: string): Step {
+    this.changes++;
     const t = this.advance(now);
     const notes: Note[] = [];
     if (this.inFlight) {
@@ -186,12 +189,14 @@ export class RecoveryTracker {
   }
 
   externalStarted(now: number): Step {
+    this.changes++;
     const t = this.advance(now);
     this.external++;
     return this.step(t, []);
   }
 
   externalFinished(now: number): Step {
+    this.changes++;
     const t = this.advance(now);
     if (this.external > 0) {
       this.external--;
@@ -201,7 +206,13 @@ export class RecoveryTracker {
   }
 
   tick(now: number): Step {
+    this.changes++;
     return this.step(this.advance(now), []);
+  }
+
+  /** Grows with every input (each may change status()): GetStatus's text is rebuilt only after one. */
+  get revision(): number {
+    return this.changes;
   }
 
   status(): RecoveryStatus {

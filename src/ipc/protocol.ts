@@ -146,7 +146,9 @@ function dispatch(
         ? syncText(rawId, method, () => (service.healthJson as () => string)())
         : syncCall(rawId, method, () => service.getHealth());
     case 'get_status':
-      return syncCall(rawId, method, () => service.getStatus());
+      return service.statusJson
+        ? syncText(rawId, method, () => (service.statusJson as () => string)())
+        : syncCall(rawId, method, () => service.getStatus());
     case 'subscribe':
       return syncCall(rawId, method, () => {
         const health = service.getHealth();

@@ -136,6 +136,9 @@ export class ProxyRoute extends EventEmitter {
   private current: ProxyState = 'disabled';
   private err: { error_code: string | null; error: string | null } = { error_code: null, error: null };
   private verifiedAt: string | null = null;
+  /** What summary() was last seen made of, and how often that changed (see revision). */
+  private seen: [ProxyState, unknown, unknown, unknown, unknown, number] | undefined;
+  private seenChanges = 0;
   private readonly schedule: RestartSchedule;
   private readonly now: () => number;
   private readonly probe: NonNullable<ProxyRouteDeps['probe']>;
@@ -170,6 +173,28 @@ export class ProxyRoute extends EventEmitter {
       verified_at: this.verifiedAt,
       live_check: liveCheck,
     };
+  }
+
+  /**
+   * Grows whenever summary() would differ: GetStatus's text is rebuilt only then. Compared by reference:
+   * the route replaces its checks, error and upstream objects on every change, never edits them in place.
+   */
+  get revision(): number {
+    const s = this.seen;
+    const retries = this.schedule.retries;
+    if (
+      s === undefined ||
+      s[0] !== this.current ||
+      s[1] !== this.err ||
+      s[2] !== this.checks ||
+      s[3] !== this.verifiedAt ||
+      s[4] !== this.upstream ||
+      s[5] !== retries
+    ) {
+      this.seen = [this.current, this.err, this.checks, this.verifiedAt, this.upstream, retries];
+      this.seenChanges++;
+    }
+    return this.seenChanges;
   }
 
   /** For GetStatus: no password, ever. */

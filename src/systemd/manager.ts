@@ -68,6 +68,7 @@ export class SystemdManager {
   private readonly jobWaiters = new Map<string, (result: JobResult) => void>();
   /** Results that arrived before anyone waited (the reply to RestartUnit can trail the signal). */
   private readonly earlyResults = new Map<string, JobResult>();
+  private changes = 0;
 
   constructor(private readonly bus: Bus) {}
 
@@ -186,6 +187,11 @@ export class SystemdManager {
     return this.states.get(unit);
   }
 
+  /** Grows whenever a unit's state is recorded: GetStatus's text is rebuilt only when it (or another part) moved. */
+  get revision(): number {
+    return this.changes;
+  }
+
   /**
    * Restarts a unit and waits for its job to finish. Resolves with systemd's job result ('done' on success).
    * The wait is bounded by timeoutMs (a unit that takes longer is reported as 'timeout' by us, and its job
@@ -267,6 +273,7 @@ export class SystemdManager {
 
   private update(unit: string, state: UnitState): void {
     this.states.set(unit, state);
+    this.changes++;
     for (const l of this.listeners) {
       try {
         l(unit, state);

@@ -22,6 +22,7 @@ import type { Json } from '../../src/service.js';
 import type { UnitRestarter } from '../../src/systemd/restarts.js';
 import { sleep } from '../helpers/common.js';
 import { type PrivateBus, privateBusUnavailable, startPrivateBus } from './helpers/bluez-private-bus.js';
+import { type RevisionWatch, revisionWatch } from './helpers/revision-watch.js';
 
 const AA = PROFILES.aa.uuid;
 const HFP = PROFILES['hfp-ag'].uuid;
@@ -230,7 +231,17 @@ describe('BluezProfiles on a private bus', { skip }, () => {
     });
   }
 
-  const status = () => profiles.status() as Record<string, Record<string, Json>>;
+  // Every read also checks GetStatus's cache key: the profiles' section never changes without a new revision.
+  let watch: RevisionWatch | undefined;
+  const status = () => {
+    watch ??= revisionWatch(
+      () => profiles.status(),
+      () => profiles.statusRevision,
+      'the profiles status',
+    );
+    watch();
+    return profiles.status() as Record<string, Record<string, Json>>;
+  };
   const dbusCaller = (sender: string) => ({ kind: 'dbus' as const, sender, interactive: false });
 
   before(async () => {

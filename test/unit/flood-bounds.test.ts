@@ -188,7 +188,7 @@ describe('replies written without dbus-next', () => {
     }
   });
 
-  it('GetStatus: the cached body with our header is what dbus-next writes, built once per content', () => {
+  it('GetStatus: the cached body with our header is what dbus-next writes, built once per key', () => {
     const { replies, written } = recordedReplies();
     const cache = new StatusReplyCache(replies);
     const status = {
@@ -197,7 +197,10 @@ describe('replies written without dbus-next', () => {
       version: '1',
     };
     for (const sender of [':1.7', ':1.77', ':1.777']) {
-      assert.equal(cache.reply(call(sender, 3), status), true);
+      assert.equal(
+        cache.reply(call(sender, 3), JSON.stringify(status), () => status),
+        true,
+      );
       const m = dbus.Message.newMethodReturn(call(sender, 3), 'a{sv}', [
         {
           services: new dbus.Variant('a{sv}', {
@@ -214,7 +217,8 @@ describe('replies written without dbus-next', () => {
       assert.deepEqual(written.at(-1), marshallMessage(m)[0], sender);
     }
     assert.equal(cache.builds, 1);
-    cache.reply(call(':1.7', 3), { ...status, uptime: 13 });
+    const later = { ...status, uptime: 13 };
+    cache.reply(call(':1.7', 3), JSON.stringify(later), () => later);
     assert.equal(cache.builds, 2);
   });
 });

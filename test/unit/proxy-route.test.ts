@@ -14,6 +14,7 @@ import { PROXY_UNIT, ProxyRoute, ROUTE_UNIT } from '../../src/proxy/route.js';
 import type { ProxyStatus } from '../../src/proxy/state.js';
 import type { SystemdManager, UnitListener, UnitState } from '../../src/systemd/manager.js';
 import { TEMPLATES } from '../fixtures/config/harness.js';
+import { revisionWatch } from './helpers/revision-watch.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'proxy-route-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -227,6 +228,38 @@ describe('ProxyRoute', () => {
     assert.equal(v.state, 'degraded');
     assert.equal(v.error_code, 'upstream_unreachable');
     assert.equal(v.live_check, true);
+    route.stop();
+  });
+
+  it("GetStatus's proxy section changes only with the route's revision (its cached text is never stale)", async () => {
+    const { systemd, route, checks, tick } = make(mkdtempSync(path.join(root, 'r-')));
+    const watch = revisionWatch(
+      () => route.summary(),
+      () => route.revision,
+      'the proxy summary',
+    );
+    route.on('changed', watch);
+    watch();
+    await route.start();
+    watch();
+    await route.set(req);
+    watch();
+    systemd.die(PROXY_UNIT);
+    watch();
+    await new Promise((r) => setTimeout(r, 20));
+    await route.verify();
+    watch();
+    tick(1000);
+    checks.upstream = false;
+    await route.verify();
+    watch();
+    systemd.die(ROUTE_UNIT);
+    watch();
+    await route.set(parseProxyRequest({ active: false }, '10.0.0.0/24'));
+    watch();
+    for (let i = 0; i < 3; i++) watch(); // nothing changed: the same revision
+    // on, failed, repaired, degraded, route down, off (and the checks between): each moved the revision.
+    assert.ok(watch.moves >= 6, `the revision moved ${watch.moves} times`);
     route.stop();
   });
 

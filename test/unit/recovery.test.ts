@@ -20,6 +20,7 @@ import {
 } from '../../src/health/recovery.js';
 import type { HealthState, ServiceName } from '../../src/health/states.js';
 import { defaults } from '../../src/settings.js';
+import { revisionWatch } from './helpers/revision-watch.js';
 
 const S = 1_000;
 
@@ -77,6 +78,11 @@ const HEALTHY_RESET: Partial<RecoverySettings> = { resetOnRecovery: false };
 function run(s: Script): Run {
   const tracker = new RecoveryTracker(s.service ?? 'hostapd', { ...HEALTHY_RESET, ...s.settings });
   const out: Run = { tracker, attempts: [], states: [], notes: [], ticks: 0 };
+  const statusWatch = revisionWatch(
+    () => tracker.status(),
+    () => tracker.revision,
+    'the tracker status',
+  );
   const perform = s.perform ?? (() => ({ ok: false, tookMs: 50 }));
   let wake: number | undefined;
   let finish: { t: number; ok: boolean } | undefined;
@@ -94,6 +100,7 @@ function run(s: Script): Run {
   let dense = s.denseTickMs ? s.denseTickMs : undefined;
 
   const handle = (t: number, step: Step): void => {
+    statusWatch();
     assert.ok(
       step.nextWakeAt === undefined || step.nextWakeAt > t,
       `nextWakeAt ${step.nextWakeAt} not after ${t}`,

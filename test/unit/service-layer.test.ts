@@ -19,6 +19,7 @@ import { UnitRestarter } from '../../src/systemd/restarts.js';
 import { makeSandbox, REPO_ROOT, validConfig } from '../fixtures/config/harness.js';
 import { type PrivateBus, privateBusUnavailable, startPrivateBus } from './helpers/bluez-private-bus.js';
 import { FakeSystemd } from './helpers/fake-systemd.js';
+import { revisionWatch } from './helpers/revision-watch.js';
 
 const UNITS = ['hostapd.service', 'systemd-networkd.service', 'bluetooth.service'];
 const SOCKET = { kind: 'socket' } as const;
@@ -131,16 +132,32 @@ describe('the core on a private bus with a fake systemd', { skip: privateBusUnav
   });
 
   it('HealthMonitor: a failed unit without its own Restart= is restarted at once', async () => {
-    await monitor.start();
-    assert.equal(monitor.health().hostapd, 'active');
-    fake.restarts.length = 0;
-    const back = healthWhere(monitor, (h) => h.hostapd === 'active');
-    const failedAt = monoMs();
-    fake.set('hostapd.service', 'failed', 'failed');
-    await restartOf(fake, 'hostapd.service');
-    const tookMs = (fake.restarts.find((r) => r.unit === 'hostapd.service')?.atMs ?? Infinity) - failedAt;
-    assert.ok(tookMs < 1000, `restarted ${tookMs} ms after the failure`);
-    await back;
+    // Read every millisecond and at every change: GetStatus's services section moves only with its revision.
+    const watch = revisionWatch(
+      () => monitor.status(),
+      () => monitor.statusRevision,
+      'the monitor status',
+    );
+    const sampler = setInterval(watch, 1);
+    monitor.on('healthChanged', watch);
+    try {
+      await monitor.start();
+      watch();
+      assert.equal(monitor.health().hostapd, 'active');
+      fake.restarts.length = 0;
+      const back = healthWhere(monitor, (h) => h.hostapd === 'active');
+      const failedAt = monoMs();
+      fake.set('hostapd.service', 'failed', 'failed');
+      await restartOf(fake, 'hostapd.service');
+      const tookMs = (fake.restarts.find((r) => r.unit === 'hostapd.service')?.atMs ?? Infinity) - failedAt;
+      assert.ok(tookMs < 1000, `restarted ${tookMs} ms after the failure`);
+      await back;
+      watch();
+      assert.ok(watch.moves >= 2, `the revision moved ${watch.moves} times`);
+    } finally {
+      clearInterval(sampler);
+      monitor.off('healthChanged', watch);
+    }
   });
 
   it('HealthMonitor: a unit with its own Restart= gets RestartSec + 1.5 s to come back before we restart it', async () => {
@@ -184,7 +201,14 @@ describe('the core on a private bus with a fake systemd', { skip: privateBusUnav
       const applies = new ApplyCoordinator({ bus, systemd, restarter, paths });
       const pokes: string[] = [];
       applies.tell({ poke: (s) => pokes.push(s) });
+      const watch = revisionWatch(
+        () => applies.summary(),
+        () => applies.revision,
+        'the applied summary',
+      );
+      watch();
       await applies.start();
+      watch();
       // No .network file yet: config.yaml says what the link should carry.
       assert.deepEqual(applies.expectation(), {
         iface: 'wlan0',
@@ -193,6 +217,7 @@ describe('the core on a private bus with a fake systemd', { skip: privateBusUnav
       });
       fake.restarts.length = 0;
       assert.deepEqual(await applies.apply('network'), { changed: true, restarted: ['networkd'] });
+      watch();
       assert.deepEqual(
         fake.restarts.map((r) => r.unit),
         ['systemd-networkd.service'],
@@ -201,7 +226,9 @@ describe('the core on a private bus with a fake systemd', { skip: privateBusUnav
       await sbx.writeConfig(cfg);
       pokes.length = 0;
       await applies.apply('network');
+      watch();
       assert.equal(applies.expectation().apIp, '10.0.1.1');
+      assert.ok(watch.moves >= 2, 'each apply moved the revision');
       assert.deepEqual(pokes, ['hostapd', 'networkd']);
       // A section that is not the AP's changes neither.
       pokes.length = 0;
@@ -262,7 +289,27 @@ describe('the core on a private bus with a fake systemd', { skip: privateBusUnav
       });
       assert.deepEqual(asked, [], 'an unknown section is refused before polkit is asked');
       fake.restarts.length = 0;
+      const statusSsid = async () => {
+        const reply = await client.call({
+          destination: faceBus.uniqueName,
+          path: OBJECT_PATH,
+          interface: INTERFACE,
+          member: 'GetStatus',
+          signature: '',
+          body: [],
+        });
+        const config = (reply.body[0] as Record<string, dbus.Variant>).config?.value as Record<
+          string,
+          dbus.Variant
+        >;
+        return (config.wifi?.value as Record<string, dbus.Variant> | undefined)?.ssid?.value;
+      };
+      const before = await statusSsid();
       assert.deepEqual((await apply('wifi')).body, [true, ['hostapd']]);
+      // GetStatus is answered from text made once per change: right after the apply, it shows the new SSID.
+      assert.notEqual(before, 'Car');
+      assert.equal(await statusSsid(), 'Car');
+      assert.equal(daemon.statusJson(), JSON.stringify(daemon.getStatus()));
       assert.equal(asked.length, 1);
       assert.match(await readFile(sbx.paths.hostapdConf, 'utf8'), /^ssid=Car$/m);
       assert.deepEqual(
