@@ -2,8 +2,9 @@
 // node's gc exposed, a grown heap really shrinks.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { HeapTrimmer, initialTrimState, trimReason } from '../../src/memory/heap-trim.js';
+import { anonBytes, HeapTrimmer, initialTrimState, trimReason } from '../../src/memory/heap-trim.js';
 
 const MB = 1024 * 1024;
 
@@ -149,5 +150,46 @@ describe('heap trimmer', () => {
     assert.equal(out.enabled, true);
     assert.equal(out.collections, 2);
     assert.ok(out.after < out.grown - 2 * MB, `heap ${out.grown} -> ${out.after}`);
+  });
+
+  test('judges anonymous memory: a burst that grew malloc, not V8, is given back too', () => {
+    // 16 MB of small buffers held and dropped: V8's heap barely moves (it holds only their handles), the
+    // process's anonymous memory does. The trimmer read V8's heap size before and never collected this.
+    const script = `
+      const { HeapTrimmer, anonBytes } = await import(${JSON.stringify(new URL('../../src/memory/heap-trim.js', import.meta.url).href)});
+      const { getHeapStatistics } = await import('node:v8');
+      const t = new HeapTrimmer({ intervalMs: 1000, slackBytes: 2 * 1024 * 1024 });
+      t.check();
+      const heapBefore = getHeapStatistics().total_heap_size;
+      let keep = [];
+      for (let i = 0; i < 4096; i++) keep.push(Buffer.alloc(4000, i));
+      const grown = anonBytes();
+      const heapGrown = getHeapStatistics().total_heap_size;
+      keep = null;
+      t.check();
+      await new Promise((r) => setTimeout(r, 1500)); // the collection's second pass
+      console.log(JSON.stringify({ collections: t.collections, grown, after: anonBytes(), heapBefore, heapGrown }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env: { ...process.env, OPENAUTO_LOG_STDERR: '1' },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim()) as Record<string, number>;
+    assert.ok(
+      (out.heapGrown as number) - (out.heapBefore as number) < 2 * MB,
+      `V8's heap grew ${(out.heapGrown as number) - (out.heapBefore as number)} bytes: not the case under test`,
+    );
+    assert.equal(out.collections, 2, 'the growth of anonymous memory triggered a collection');
+    assert.ok(
+      (out.after as number) < (out.grown as number) - 8 * MB,
+      `anonymous ${out.grown} -> ${out.after}`,
+    );
+  });
+
+  test("anonBytes is the process's RssAnon", () => {
+    const kb = Number(/^RssAnon:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]);
+    const got = anonBytes();
+    assert.ok(Math.abs(got - kb * 1024) < 4 * MB, `${got} against ${kb} kB`);
+    assert.ok(got > 1 * MB && got < process.memoryUsage.rss());
   });
 });
