@@ -103,6 +103,18 @@ export function isBlank(line: Buffer): boolean {
  * string at once; apply_config and restart_service answer with a promise.
  */
 export function handleLine(line: Buffer, service: SystemService, session: Session): Outcome {
+  const method = quickMethod(line);
+  if (method !== undefined) {
+    if (!methodSet.has(method)) {
+      return errorLine(quickId, 'UNKNOWN_METHOD', `unknown method; the methods are ${METHOD_LIST}`);
+    }
+    return dispatch(method as Method, quickId, {}, service, session);
+  }
+  return handleParsedLine(line, service, session);
+}
+
+/** handleLine for every line: read with JSON.parse. Exported for the test that compares the two ways. */
+export function handleParsedLine(line: Buffer, service: SystemService, session: Session): Outcome {
   if (!isUtf8(line)) return errorLine(NULL_ID, 'PARSE_ERROR', 'request is not valid UTF-8');
   const text = line.toString('utf8');
   let request: unknown;
@@ -260,6 +272,31 @@ function failureLine(rawId: string, method: Method, err: unknown): string {
     log.notice('socket request failed', { METHOD: method, ERROR_CODE: code });
   }
   return errorLine(rawId, code, se.message);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The common request read without JSON.parse: what the shipping client sends, {"id":ID,"method":"NAME"} with
+// no params and no spaces, where ID is an integer or a string of printable ASCII without escapes. Such a line
+// means exactly what JSON.parse makes of it (an object with those two members; the id's text is rawMember's),
+// so the answer is the same either way (test/unit/ipc-protocol.test.ts compares the two on random lines);
+// any other line, a byte out of place included, is read the general way. Under --jitless this skips the
+// parse, the object, the id scan and the UTF-8 check: 0.6 instead of 2.0 µs per get_health on the
+// development machine.
+
+/** The common form: an integer as JSON writes one, or a string of printable ASCII but '"' and '\\'. */
+const COMMON_REQUEST = /^\{"id":(-?(?:0|[1-9][0-9]*)|"[ !#-[\]-~]*"),"method":"([a-z_]+)"\}$/;
+/** The id's text of the line quickMethod last recognized. */
+let quickId = NULL_ID;
+
+/** The method of a line in the common form (its id's text in quickId), or undefined. Read as latin1: a byte
+ * past ASCII cannot match, so such a line goes the general way, with its UTF-8 check. (A regular expression:
+ * V8 runs it natively where a byte loop would run in the interpreter.) */
+function quickMethod(b: Buffer): string | undefined {
+  if (b.length > 256) return undefined;
+  const m = COMMON_REQUEST.exec(b.toString('latin1'));
+  if (m === null) return undefined;
+  quickId = m[1] as string;
+  return m[2] as string;
 }
 
 // ---------------------------------------------------------------------------------------------------------

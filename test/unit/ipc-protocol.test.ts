@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ERROR_CODES, ServiceError, SOCKET_ERROR_CODES } from '../../src/errors.js';
-import { rawMember, SOCKET_CODES } from '../../src/ipc/protocol.js';
+import { handleLine, handleParsedLine, METHODS, rawMember, SOCKET_CODES } from '../../src/ipc/protocol.js';
 import { SocketServer } from '../../src/ipc/socket-server.js';
 import { FakeService, LineClient, sleep } from './helpers/fake-service.js';
 
@@ -389,6 +389,81 @@ describe('socket ids', () => {
       ),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('the common request read without JSON.parse', () => {
+  /** Both ways on one line, each with a service and session of its own: their answers and effects. */
+  async function both(line: Buffer) {
+    const run = async (way: typeof handleLine) => {
+      const service = new FakeService();
+      const session = { subscribed: false };
+      const answer = await way(line, service, session);
+      return { answer, calls: service.calls, subscribed: session.subscribed };
+    };
+    return { quick: await run(handleLine), parsed: await run(handleParsedLine) };
+  }
+
+  const id = fc.oneof(
+    fc.integer().map(String),
+    fc.string({ unit: 'binary-ascii' }).map((t) => JSON.stringify(t)),
+    fc.string({ unit: 'binary-ascii' }).map((t) => `"${t}"`), // may hold '"' or '\\': not always JSON
+    fc.constantFrom(
+      '-0',
+      '01',
+      '-',
+      '1.5',
+      '1e3',
+      '-01',
+      '0x1',
+      'null',
+      'true',
+      '[1]',
+      '{}',
+      '""',
+      '"\\u0041"',
+    ),
+    fc.string({ unit: 'grapheme' }).map((t) => JSON.stringify(t)),
+  );
+  const method = fc.oneof(
+    fc.constantFrom(...METHODS, 'get_healt', 'GET_HEALTH', 'get-health', '', 'constructor', '__proto__'),
+    fc.string({ unit: 'binary-ascii', maxLength: 12 }),
+  );
+
+  it('answers every line as JSON.parse would read it (random lines near the common form)', async () => {
+    await fc.assert(
+      fc.asyncProperty(id, method, fc.nat(40), fc.string({ maxLength: 3 }), async (i, m, cut, extra) => {
+        const common = `{"id":${i},"method":"${m}"}`;
+        for (const text of [common, common.slice(0, cut), `${common}${extra}`, `${extra}${common}`]) {
+          const { quick, parsed } = await both(Buffer.from(text));
+          assert.deepEqual(quick, parsed, text);
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('and on arbitrary bytes', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 60 }), async (bytes) => {
+        const { quick, parsed } = await both(Buffer.from(bytes));
+        assert.deepEqual(quick, parsed);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("reads the shipping client's lines the quick way, with their ids as sent", async () => {
+    for (const [line, answer] of [
+      ['{"id":"7","method":"ping"}', '{"id":"7","result":"pong"}'],
+      ['{"id":-0,"method":"ping"}', '{"id":-0,"result":"pong"}'],
+      ['{"id":"a b!~","method":"ping"}', '{"id":"a b!~","result":"pong"}'],
+      ['{"id":12,"method":"nope"}', /^\{"id":12,"error":\{"code":"UNKNOWN_METHOD"/],
+    ] as const) {
+      const got = handleLine(Buffer.from(line), new FakeService(), { subscribed: false });
+      if (typeof answer === 'string') assert.equal(got, answer);
+      else assert.match(String(got), answer);
+    }
   });
 });
 
