@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { ProfileClaims } from './bluez/claims-service.js';
 import type { Authorizer } from './bus/polkit.js';
 import { ACTIONS, type Action } from './bus/polkit.js';
+import { monotonicMs } from './clock.js';
 import { checkSection } from './config/load.js';
 import type { SectionName } from './config/schema.js';
 import { printable, ServiceError } from './errors.js';
@@ -39,6 +40,7 @@ export interface DaemonDeps {
   extraStatus?: () => { [key: string]: Json };
   /** Grows whenever extraStatus() may have changed (without it, GetStatus is built per call). */
   extraStatusRevision?: () => number;
+  /** Milliseconds on a clock that only runs forwards (the uptime's); injected by tests. */
   now?: () => number;
   /** The proxy route and the AP's /24 (a default skip network). */
   proxy?: { route: ProxyRoute; apSubnet: () => string };
@@ -54,7 +56,8 @@ export class Daemon extends EventEmitter implements SystemService {
 
   constructor(private readonly deps: DaemonDeps) {
     super();
-    this.now = deps.now ?? Date.now;
+    // Monotonic: a Pi without a real-time clock jumps years when it first syncs; its uptime must not.
+    this.now = deps.now ?? monotonicMs;
     this.startedAt = this.now();
     deps.monitor.on('healthChanged', (h: HealthMap) => {
       this.healthText = undefined;

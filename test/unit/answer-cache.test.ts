@@ -174,4 +174,20 @@ describe('get_status made once per change', () => {
     assert.equal(JSON.parse(askStatus(daemon, 2)).result.services.hostapd.state, 'degraded');
     assert.equal(builds() - before, 2);
   });
+
+  it('the uptime counts from the start whatever the wall clock does (a Pi setting its clock at boot)', () => {
+    const daemon = new Daemon({
+      version: 't',
+      monitor: Object.assign(new EventEmitter(), { health: () => ({}), status: () => ({}) }),
+    } as unknown as DaemonDeps);
+    const realNow = Date.now;
+    try {
+      Date.now = () => realNow() + 365 * 24 * 3600 * 1000;
+      assert.equal(daemon.getStatus().uptime, 0);
+      Date.now = () => realNow() - 365 * 24 * 3600 * 1000;
+      assert.equal(daemon.getStatus().uptime, 0);
+    } finally {
+      Date.now = realNow;
+    }
+  });
 });
