@@ -146,15 +146,21 @@ const VARIANTS: Variant[] = [
 ];
 const INSTALLED_BIN = '/usr/lib/openauto-system/dist/bin';
 
-/** The variants this run starts: VERSUS_BOOT_ALT=DIR adds another build's dist/bin (an A/B of a change). */
+/** The variants this run starts: VERSUS_BOOT_ALT=DIR[,DIR...] adds other builds' dist/bin (an A/B of a change);
+ * VERSUS_BOOT_ONLY=NAME[,NAME...] keeps only these of the built-in variants (snapshot, codeCache, neither). */
 function variants(): Variant[] {
-  const alt = process.env.VERSUS_BOOT_ALT;
-  return alt
-    ? [
-        ...VARIANTS,
-        { name: 'alt', label: `as shipped, the build in ${alt}`, snapshot: false, cache: true, alt },
-      ]
-    : [...VARIANTS];
+  const only = process.env.VERSUS_BOOT_ONLY?.split(',');
+  const alts = (process.env.VERSUS_BOOT_ALT ?? '').split(',').filter(Boolean);
+  return [
+    ...VARIANTS.filter((v) => !only || only.includes(v.name)),
+    ...alts.map((alt, i) => ({
+      name: i === 0 ? 'alt' : `alt${i + 1}`,
+      label: `as shipped, the build in ${alt}`,
+      snapshot: false,
+      cache: true,
+      alt,
+    })),
+  ];
 }
 
 /** Runs fn with the daemon's start-up snapshot turned off and/or its code cache moved aside, as `v` says. */
@@ -163,7 +169,7 @@ async function withVariant<T>(sb: Sandbox, v: Variant, fn: () => Promise<T>): Pr
   if (!v.cache) await sb.execOk(['mv', CODE_CACHE, `${CODE_CACHE}.off`]);
   if (v.alt) {
     await sb.execOk(['cp', '-a', INSTALLED_BIN, `${INSTALLED_BIN}.orig`]);
-    await sb.execOk(['sh', '-c', `cp ${resolve(v.alt)}/openauto-system* ${INSTALLED_BIN}/`]);
+    await sb.execOk(['sh', '-c', `cp ${resolve(v.alt)}/* ${INSTALLED_BIN}/`]);
   }
   try {
     return await fn();
@@ -286,11 +292,17 @@ async function bootPart(sb: Sandbox, n: number) {
     (a, v) => a + boots(plain, v.name).firstAnswerNotAllActive + boots(quota, v.name).firstAnswerNotAllActive,
     0,
   );
-  console.log(
-    `\nfirst activation answers not all active: ${wrong}` +
-      `\ndaemon start-up p99: ${round(summary(boots(plain, 'snapshot').ms).p99)} ms, without the snapshot ${round(summary(boots(plain, 'codeCache').ms).p99)} ms, under CPUQuota=25%: ${round(summary(boots(quota, 'snapshot').ms).p99)} ms` +
-      `\nwith / without the snapshot (median): ${x(med(boots(plain, 'snapshot').ms), med(boots(plain, 'codeCache').ms))}, under CPUQuota=25% ${x(med(boots(quota, 'snapshot').ms), med(boots(quota, 'codeCache').ms))}`,
-  );
+  console.log(`\nfirst activation answers not all active: ${wrong}`);
+  // p99s for every variant this run started.
+  for (const v of variants())
+    console.log(
+      `daemon start-up p99, ${v.name}: ${round(summary(boots(plain, v.name).ms).p99)} ms, under CPUQuota=25% ${round(summary(boots(quota, v.name).ms).p99)} ms`,
+    );
+  if (variants().some((v) => v.name === 'snapshot') && variants().some((v) => v.name === 'codeCache'))
+    console.log(
+      `daemon start-up p99: ${round(summary(boots(plain, 'snapshot').ms).p99)} ms, without the snapshot ${round(summary(boots(plain, 'codeCache').ms).p99)} ms, under CPUQuota=25%: ${round(summary(boots(quota, 'snapshot').ms).p99)} ms` +
+        `\nwith / without the snapshot (median): ${x(med(boots(plain, 'snapshot').ms), med(boots(plain, 'codeCache').ms))}, under CPUQuota=25% ${x(med(boots(quota, 'snapshot').ms), med(boots(quota, 'codeCache').ms))}`,
+    );
   const sum = (r: Record<string, Boots>) =>
     Object.fromEntries(
       variants().map((v) => [

@@ -8,22 +8,24 @@
 // script's source for the whole run (functions are compiled lazily from it), and mapped it is 700 KB of
 // file-backed pages instead of 700 KB of the daemon's anonymous memory. Read as before when the addon is
 // missing or the file is not plain ASCII.
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Script } from 'node:vm';
+//
+// A CommonJS script (dist/bin/package.json says so), not an ES module: an ES module entry makes node load and
+// compile its ES module loader at every start, and importing node:fs from one evaluates every lazy export of
+// fs (its streams among them). With the unit's flags node compiles its own modules in the interpreter too, so
+// that was ~6 ms of CPU per start (scripts/bundle.mjs).
+'use strict';
+const { readFileSync } = require('node:fs');
+const { join } = require('node:path');
+const { Script } = require('node:vm');
 
-const dir = dirname(fileURLToPath(import.meta.url));
-const file = join(dir, 'openauto-system-main.cjs');
-export const cacheFile = join(dir, 'openauto-system-main.cache');
+const file = join(__dirname, 'openauto-system-main.cjs');
+const cacheFile = join(__dirname, 'openauto-system-main.cache');
 let cachedData;
 try {
   cachedData = readFileSync(cacheFile);
 } catch {
   // no cache: compiled as usual
 }
-const require = createRequire(file);
 let source;
 try {
   source = require('openauto-memory').mapSource(file);
@@ -32,10 +34,11 @@ try {
 }
 // The file is the bundle wrapped as node's CommonJS loader would (scripts/bundle.mjs): a function taking
 // exports, require, module, __filename and __dirname.
-export const script = new Script(source, { filename: file, ...(cachedData ? { cachedData } : {}) });
+const script = new Script(source, { filename: file, ...(cachedData ? { cachedData } : {}) });
 // V8 has what it needs from the cache: do not keep half a megabyte alive for the daemon's lifetime.
 cachedData = undefined;
-const module = { exports: {} };
-script.runInThisContext()(module.exports, require, module, file, dir);
-/** The bundle's exports (src/main.ts): scripts/code-cache.mjs warms up through them. */
-export const bundle = module.exports;
+const bundle = { exports: {} };
+script.runInThisContext()(bundle.exports, require, bundle, file, __dirname);
+// For scripts/code-cache.mjs (it warms up through the bundle's exports, src/main.ts) and the tests.
+exports.script = script;
+exports.bundle = bundle.exports;
