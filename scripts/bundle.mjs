@@ -13,7 +13,21 @@
 // node_modules at run time) and x11 (an optional require of dbus-next's that is never taken on the system bus).
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import { build } from 'esbuild';
+
+// dbus-next's modules that start-up never uses, each replaced by a stand-in loading the real one at first use
+// (scripts/bundle-shims/: why each): nothing evaluated or compiled before ready that ready does not need.
+const LAZY = { crypto: 'crypto.cjs', assert: 'assert.cjs', xml2js: 'xml2js.cjs' };
+const lazyForDbusNext = {
+  name: 'lazy-for-dbus-next',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?(crypto|assert|xml2js)$/ }, (args) => {
+      if (!/[\\/]node_modules[\\/]dbus-next[\\/]/.test(args.importer)) return undefined;
+      return { path: resolvePath('scripts/bundle-shims', LAZY[args.path.replace(/^node:/, '')]) };
+    });
+  },
+};
 
 const common = {
   bundle: true,
@@ -35,6 +49,7 @@ const common = {
   ],
   logLevel: 'warning',
   metafile: true,
+  plugins: [lazyForDbusNext],
 };
 // Both programs are CommonJS scripts (dist/bin/package.json, written below, says so for dist/bin): an ES module
 // entry makes node load and compile its ES module loader at every start (in the interpreter, under the unit's
