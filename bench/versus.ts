@@ -49,6 +49,8 @@ import {
 const PY_SOCKET = '/run/py-baseline.sock';
 const PY_SCRIPT = '/run/py-baseline.py';
 const CODE_CACHE = '/usr/lib/openauto-system/dist/bin/openauto-system-main.cache';
+/** The daemon's own code cache, written a few seconds after a start that had none (src/code-cache.ts). */
+const OWN_CACHE_DIR = '/var/cache/openauto-system';
 // Read by the unit after everything else: OPENAUTO_SNAPSHOT=--snapshot-blob=… turns the start-up snapshot on
 // (off as shipped), OPENAUTO_SNAPSHOT= off.
 const SNAPSHOT_SWITCH = '/run/openauto/snapshot.env';
@@ -163,13 +165,17 @@ function variants(): Variant[] {
   ];
 }
 
-/** Runs fn with the daemon's start-up snapshot turned off and/or its code cache moved aside, as `v` says. */
+/** Runs fn with the daemon's start-up snapshot turned off and/or its code cache moved aside, as `v` says. The
+ * daemon's own cache (CacheDirectory=, src/code-cache.ts) serves only the installed build with its cache. */
 async function withVariant<T>(sb: Sandbox, v: Variant, fn: () => Promise<T>): Promise<T> {
   await sb.writeFile(SNAPSHOT_SWITCH, v.snapshot ? SNAPSHOT_ON : 'OPENAUTO_SNAPSHOT=\n');
   if (!v.cache) await sb.execOk(['mv', CODE_CACHE, `${CODE_CACHE}.off`]);
+  const hideOwn = !v.cache || v.alt !== undefined;
+  if (hideOwn)
+    await sb.execOk(['sh', '-c', `rm -rf ${OWN_CACHE_DIR}.off; mv ${OWN_CACHE_DIR} ${OWN_CACHE_DIR}.off`]);
   if (v.alt) {
     await sb.execOk(['cp', '-a', INSTALLED_BIN, `${INSTALLED_BIN}.orig`]);
-    await sb.execOk(['sh', '-c', `cp ${resolve(v.alt)}/* ${INSTALLED_BIN}/`]);
+    await sb.execOk(['sh', '-c', `rm -rf ${INSTALLED_BIN}/* && cp ${resolve(v.alt)}/* ${INSTALLED_BIN}/`]);
   }
   try {
     return await fn();
@@ -177,6 +183,8 @@ async function withVariant<T>(sb: Sandbox, v: Variant, fn: () => Promise<T>): Pr
     if (v.alt)
       await sb.execOk(['sh', '-c', `rm -rf ${INSTALLED_BIN} && mv ${INSTALLED_BIN}.orig ${INSTALLED_BIN}`]);
     if (!v.cache) await sb.execOk(['mv', `${CODE_CACHE}.off`, CODE_CACHE]);
+    if (hideOwn)
+      await sb.execOk(['sh', '-c', `rm -rf ${OWN_CACHE_DIR} && mv ${OWN_CACHE_DIR}.off ${OWN_CACHE_DIR}`]);
     await sb.execOk(['rm', '-f', SNAPSHOT_SWITCH]);
   }
 }
@@ -215,6 +223,12 @@ async function bootVariants(sb: Sandbox, n: number, quota: string): Promise<Reco
 
 /** The daemon's start-up boot part: the table, and what goes into versus.json. */
 async function bootPart(sb: Sandbox, n: number) {
+  // As on a device after its first boot: the daemon has run long enough once to write its own code cache.
+  await sb.execOk(['systemctl', 'restart', DAEMON_UNIT], { timeoutMs: 30_000 });
+  const own = `ls ${OWN_CACHE_DIR} | grep -q '^openauto-system-main\\..*\\.cache$'`;
+  for (let i = 0; i < 150 && (await sb.exec(['sh', '-c', own])).code !== 0; i++) await sleep(100);
+  if ((await sb.exec(['sh', '-c', own])).code !== 0)
+    log('WARNING: the daemon wrote no code cache of its own');
   log('start-up under 25% of a core, then as shipped...');
   const throttle = new Throttle(sb);
   let quota: Record<string, Boots>;

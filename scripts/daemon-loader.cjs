@@ -14,17 +14,37 @@
 // fs (its streams among them). With the unit's flags node compiles its own modules in the interpreter too, so
 // that was ~6 ms of CPU per start (scripts/bundle.mjs).
 'use strict';
-const { readFileSync } = require('node:fs');
+const { readFileSync, statSync } = require('node:fs');
 const { join } = require('node:path');
 const { Script } = require('node:vm');
 
 const file = join(__dirname, 'openauto-system-main.cjs');
 const cacheFile = join(__dirname, 'openauto-system-main.cache');
+// The daemon's own cache (src/code-cache.ts), in the unit's CacheDirectory=: the build's cache holds what
+// loading the bundle and the warm-up compile, this one also what a real start compiled (the bus connection,
+// systemd, the health checks, the exports, the socket), written after an earlier start. Named after the bundle
+// file's size and modification time, so a cache of another build of the bundle is never taken for this one
+// (V8 itself checks only the source's length, its own version and flags).
+let own;
+const dirs = process.env.CACHE_DIRECTORY;
+if (dirs) {
+  const st = statSync(file, { bigint: true });
+  own = join(dirs.split(':')[0], `openauto-system-main.${st.size}-${st.mtimeNs}.cache`);
+}
 let cachedData;
-try {
-  cachedData = readFileSync(cacheFile);
-} catch {
-  // no cache: compiled as usual
+let from = 'none';
+for (const [name, path] of [
+  ['own', own],
+  ['package', cacheFile],
+]) {
+  if (!path) continue;
+  try {
+    cachedData = readFileSync(path);
+    from = name;
+    break;
+  } catch {
+    // none there: the next, or compiled as usual
+  }
 }
 let source;
 try {
@@ -37,6 +57,12 @@ try {
 const script = new Script(source, { filename: file, ...(cachedData ? { cachedData } : {}) });
 // V8 has what it needs from the cache: do not keep half a megabyte alive for the daemon's lifetime.
 cachedData = undefined;
+// For the daemon (src/code-cache.ts): which cache this start compiled with, and where to keep its own.
+globalThis[Symbol.for('openauto-system.code-cache')] = {
+  script,
+  from: from !== 'none' && script.cachedDataRejected ? `${from} (rejected)` : from,
+  own,
+};
 const bundle = { exports: {} };
 script.runInThisContext()(bundle.exports, require, bundle, file, __dirname);
 // For scripts/code-cache.mjs (it warms up through the bundle's exports, src/main.ts) and the tests.

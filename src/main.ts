@@ -9,6 +9,7 @@ import { Bus } from './bus/connection.js';
 import { requestName } from './bus/name.js';
 import { Authorizer } from './bus/polkit.js';
 import { System1Export } from './bus/system1.js';
+import { codeCacheUsed, saveCodeCacheLater } from './code-cache.js';
 import { ApplyCoordinator } from './config/apply-coordinator.js';
 import { Daemon } from './daemon.js';
 import { HealthMonitor } from './health/monitor.js';
@@ -125,7 +126,9 @@ async function run(settings: Settings): Promise<void> {
     version,
     health: JSON.stringify(daemon.getHealth()),
     startup_ms: JSON.stringify(marks),
+    code_cache: codeCacheUsed(),
   });
+  saveCodeCacheLater();
 
   stopOnSignals(bus, [monitor, profiles, proxy, trimmer, watchdog], socket);
 }
