@@ -1,6 +1,7 @@
 // Nothing loaded before ready that ready does not need: under the unit's flags node compiles its own modules in
 // the interpreter at every start, so the bundle leaves node:crypto, node:assert and perf_hooks (and xml2js,
-// through dbus-next's stand-ins, scripts/bundle-shims/) to their first use. The stand-ins must behave as the
+// through dbus-next's stand-ins, scripts/bundle-shims/) to their first use, and usocket's logger (`debug`, with
+// tty) is never loaded (src/bus/usocket-quiet.ts). The stand-ins must behave as the
 // modules they stand in for.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -9,6 +10,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { REPO_ROOT } from '../sandbox/harness.js';
+import { privateBusUnavailable, startPrivateBus } from './helpers/bluez-private-bus.js';
 
 const LOADER = join(REPO_ROOT, 'dist', 'bin', 'openauto-system.js');
 const SHIMS = join(REPO_ROOT, 'scripts', 'bundle-shims');
@@ -22,7 +24,12 @@ function unitFlags(): string[] {
 }
 
 /** Node's own modules a child loaded by its exit (process.moduleLoadList), after running `code` (CommonJS). */
-function loadedBy(code: string, args: string[] = [], env: Record<string, string> = {}): Set<string> {
+function loadedBy(
+  code: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+  stderr?: RegExp,
+): Set<string> {
   const preload = `process.on('exit', () => process.stderr.write('\\nLOADED ' + JSON.stringify(process.moduleLoadList) + '\\n'));`;
   const r = spawnSync(process.execPath, [...unitFlags(), '-e', `${preload}\n${code}`, ...args], {
     encoding: 'utf8',
@@ -31,12 +38,14 @@ function loadedBy(code: string, args: string[] = [], env: Record<string, string>
   });
   const line = /^LOADED (.*)$/m.exec(r.stderr)?.[1];
   assert.ok(line, r.stderr);
+  if (stderr) assert.match(r.stderr, stderr);
   return new Set(
     (JSON.parse(line) as string[]).filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)),
   );
 }
 
 const DEFERRED = ['crypto', 'assert', 'perf_hooks'];
+const skip = privateBusUnavailable();
 
 describe('start-up modules', () => {
   it("the daemon's start, as far as connecting to the bus, loads none of node:crypto, node:assert, perf_hooks", () => {
@@ -48,6 +57,24 @@ describe('start-up modules', () => {
     );
     assert.ok(loaded.has('net'), 'the bundle was loaded');
     for (const m of DEFERRED) assert.ok(!loaded.has(m), `${m} was loaded`);
+  });
+
+  it("… nor tty (usocket's logger) when it connects, authenticates and says Hello on a real bus", {
+    skip,
+  }, async () => {
+    const bus = await startPrivateBus();
+    try {
+      // systemd is not on this bus: start-up stops right after the connection is made.
+      const loaded = loadedBy(
+        `process.argv = [process.argv[0], ${JSON.stringify(LOADER)}]; require(${JSON.stringify(LOADER)});`,
+        [],
+        { DBUS_SYSTEM_BUS_ADDRESS: bus.address },
+        /start-up failed .*systemd is not on the bus/,
+      );
+      for (const m of [...DEFERRED, 'tty']) assert.ok(!loaded.has(m), `${m} was loaded`);
+    } finally {
+      await bus.stop();
+    }
   });
 
   it('a child that does load them is seen to (the check above can fail)', () => {
