@@ -24,7 +24,9 @@
 // Environment: PY_BASELINE (default: ../shared/bench/py-baseline.py next to the checkout), VERSUS_BOOT_RUNS
 // (starts per way and variant, default 3), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_JIT (0),
 // VERSUS_PARTS (boot,bootmem,load: the parts to run; bootmem: idle memory with and without the start-up
-// snapshot, VERSUS_BOOT_RUNS starts each, half a minute per start; load includes the other memory readings).
+// snapshot, VERSUS_BOOT_RUNS starts each, half a minute per start; load includes the other memory readings),
+// VERSUS_BOOT_ALT (DIR[,DIR...]: other builds' dist/bin started in turns with the installed one, an A/B of a
+// change), VERSUS_BOOT_ONLY (NAME[,NAME...]: only these of snapshot, codeCache, neither).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';

@@ -28,8 +28,12 @@ const cacheFile = join(__dirname, 'openauto-system-main.cache');
 let own;
 const dirs = process.env.CACHE_DIRECTORY;
 if (dirs) {
-  const st = statSync(file, { bigint: true });
-  own = join(dirs.split(':')[0], `openauto-system-main.${st.size}-${st.mtimeNs}.cache`);
+  try {
+    const st = statSync(file, { bigint: true });
+    own = join(dirs.split(':')[0], `openauto-system-main.${st.size}-${st.mtimeNs}.cache`);
+  } catch {
+    // the bundle's own read below says what is wrong with it
+  }
 }
 let cachedData;
 let from = 'none';
