@@ -13,7 +13,21 @@
 // node_modules at run time) and x11 (an optional require of dbus-next's that is never taken on the system bus).
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import { build } from 'esbuild';
+
+// dbus-next's modules that start-up never uses, each replaced by a stand-in loading the real one at first use
+// (scripts/bundle-shims/: why each): nothing evaluated or compiled before ready that ready does not need.
+const LAZY = { crypto: 'crypto.cjs', assert: 'assert.cjs', xml2js: 'xml2js.cjs' };
+const lazyForDbusNext = {
+  name: 'lazy-for-dbus-next',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?(crypto|assert|xml2js)$/ }, (args) => {
+      if (!/[\\/]node_modules[\\/]dbus-next[\\/]/.test(args.importer)) return undefined;
+      return { path: resolvePath('scripts/bundle-shims', LAZY[args.path.replace(/^node:/, '')]) };
+    });
+  },
+};
 
 const common = {
   bundle: true,
@@ -35,15 +49,23 @@ const common = {
   ],
   logLevel: 'warning',
   metafile: true,
+  plugins: [lazyForDbusNext],
+};
+// Both programs are CommonJS scripts (dist/bin/package.json, written below, says so for dist/bin): an ES module
+// entry makes node load and compile its ES module loader at every start (in the interpreter, under the unit's
+// flags), ~6 ms of CPU. import.meta.url is read when used, from where the file runs.
+const metaUrl = {
+  define: { 'import.meta.url': '__oas_meta.url' },
+  banner: {
+    js: "var __oas_meta = { get url() { return require('node:url').pathToFileURL(globalThis.__oasBundleFile ?? __filename).href; } };",
+  },
 };
 const ctl = await build({
   ...common,
+  ...metaUrl,
   entryPoints: { openautoctl: 'dist/src/ctl/openautoctl.js' },
   outdir: 'dist/bin',
-  // CommonJS dependencies (dbus-next, xml2js) call require(); an ES module has none of its own.
-  banner: {
-    js: "import { createRequire as __ccr } from 'node:module'; const require = __ccr(import.meta.url);",
-  },
+  format: 'cjs',
 });
 // The daemon: a CommonJS script body that dist/bin/openauto-system.js compiles with V8's code cache
 // (scripts/code-cache.mjs). vm.Script takes a cache, an ES module cannot on node 20.
@@ -55,10 +77,7 @@ const daemon = await build({
   format: 'cjs',
   // import.meta.url read when used: in a start-up snapshot (scripts/snapshot.mjs) the bundle was loaded at
   // build time, elsewhere; the snapshot's loader sets __oasBundleFile to where it runs from.
-  define: { 'import.meta.url': '__oas_meta.url' },
-  banner: {
-    js: "var __oas_meta = { get url() { return require('node:url').pathToFileURL(globalThis.__oasBundleFile ?? __filename).href; } };",
-  },
+  ...metaUrl,
 });
 const main = 'dist/bin/openauto-system-main.cjs';
 // The file is the whole script the loader compiles: the bundle wrapped in a function as node's CommonJS loader
@@ -69,7 +88,8 @@ writeFileSync(
   main,
   `(function (exports, require, module, __filename, __dirname) {${readFileSync(main, 'utf8').replace(/^#!.*/, '')}\n})`,
 );
-copyFileSync('scripts/daemon-loader.mjs', 'dist/bin/openauto-system.js');
+copyFileSync('scripts/daemon-loader.cjs', 'dist/bin/openauto-system.js');
+writeFileSync('dist/bin/package.json', '{ "type": "commonjs" }\n');
 chmodSync('dist/bin/openauto-system.js', 0o755);
 // The code cache, made by the node that runs the build with the unit's flags (scripts/code-cache.mjs). A node
 // that cannot make it (one refusing a flag) gets an empty cache, which V8 rejects: start-up as without one.

@@ -1,5 +1,5 @@
 // Makes dist/bin/openauto-system-main.cache, the V8 code cache the daemon's entry point
-// (scripts/daemon-loader.mjs) compiles its bundle with. V8 accepts a cache only from the same node and the
+// (scripts/daemon-loader.cjs) compiles its bundle with. V8 accepts a cache only from the same node and the
 // same V8 flags, so the bundle is run here under the flags of the unit's ExecStart: as `--help`, which
 // evaluates every module (what each start compiles first) and prints the usage. Run by scripts/bundle.mjs at
 // build only: another node rejects the cache, and the bundle is then compiled as usual. (Since the start-up

@@ -86,6 +86,8 @@ done
 rm -rf -- "$R/var/lib/openauto-system/apply"
 rm -f -- "$R/var/lib/openauto-system/snapshot.env" # install.sh's start-up snapshot verdict
 rmdir "$R/var/lib/openauto-system" 2>/dev/null || true
+# The daemon's own V8 code cache (CacheDirectory=, src/code-cache.ts): rebuilt by the next start of any install.
+rm -rf -- "$R/var/cache/openauto-system"
 # Deepest first; only if empty (something else may have put files there since).
 for ((i = ${#dirs[@]} - 1; i >= 0; i--)); do
   d=${dirs[$i]}

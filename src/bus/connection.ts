@@ -5,6 +5,7 @@
 import dbus from 'dbus-next';
 import { errText, log } from '../log/journal.js';
 import { connectionStream, forgetReplyHandler } from './dbus-next-private.js';
+import { silenceUsocketDebug } from './usocket-quiet.js';
 
 const { Message } = dbus;
 export type DBusMessage = InstanceType<typeof dbus.Message>;
@@ -127,6 +128,7 @@ export class Bus {
 
   /** Connects to the system bus (DBUS_SYSTEM_BUS_ADDRESS honoured) with unix fd passing negotiated. */
   static async connect(timeoutMs = CALL_TIMEOUT_MS): Promise<Bus> {
+    silenceUsocketDebug();
     const raw = dbus.systemBus({ negotiateUnixFd: true });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(

@@ -363,9 +363,10 @@ export class ConfigApplier {
     }
   }
 
-  /** Reads and validates the wifi section and renders hostapd.conf; touches nothing. */
-  private async planWifi() {
-    const doc = await readConfig(this.paths.config);
+  /** Reads and validates the wifi section and renders hostapd.conf; touches nothing. `read`: config.yaml
+   * already being read (start-up reads and parses it once for both sections). */
+  private async planWifi(read = readConfig(this.paths.config)) {
+    const doc = await read;
     const previous = await this.snapshot(this.paths.hostapdConf);
     const cfg = await validateRaw('wifi', rawSection(doc, 'wifi'), {
       defaultCountry: countryFromHostapdConf(previous?.data),
@@ -377,8 +378,8 @@ export class ConfigApplier {
   }
 
   /** Reads and validates the network section and renders the .network file; touches nothing. */
-  private async planNetwork() {
-    const doc = await readConfig(this.paths.config);
+  private async planNetwork(read = readConfig(this.paths.config)) {
+    const doc = await read;
     const cfg = await validateRaw('network', rawSection(doc, 'network'), {
       zoneinfoDir: this.paths.zoneinfo,
       apInterface: this.paths.apInterface,
@@ -394,8 +395,11 @@ export class ConfigApplier {
    * logged (they will be reported to whoever applies the section).
    */
   async inspect(): Promise<void> {
-    await this.inspectOne('wifi', () => this.planWifi());
-    this.inEffect = await this.inspectOne('network', () => this.planNetwork());
+    // One read of config.yaml for both sections; each still reports a failure to read it as its own.
+    const read = readConfig(this.paths.config);
+    read.catch(() => undefined);
+    await this.inspectOne('wifi', () => this.planWifi(read));
+    this.inEffect = await this.inspectOne('network', () => this.planNetwork(read));
   }
 
   /** One section of inspect(): its validated config when the system file already holds it. */

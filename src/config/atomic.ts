@@ -3,10 +3,10 @@
 // not even for a moment. Hence: temp file in the same directory (rename is only atomic within a filesystem),
 // created 0600, content written and fsynced, mode and group set on the descriptor, then rename, then fsync of
 // the directory so the rename itself survives a power cut (the car's ignition).
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { crypto } from './crypto.js';
 
 export interface FileMeta {
   /** Permission bits, e.g. 0o640. */
@@ -30,7 +30,7 @@ const TEMP_NAME = /^\.(.+)\.openauto-tmp-[0-9a-f]{16}$/;
 export function tempNameFor(target: string): string {
   return path.join(
     path.dirname(target),
-    `.${path.basename(target)}${TEMP_MARK}${randomBytes(8).toString('hex')}`,
+    `.${path.basename(target)}${TEMP_MARK}${crypto().randomBytes(8).toString('hex')}`,
   );
 }
 

@@ -4,12 +4,12 @@
 // previous put back) and removed when the apply is over. A daemon killed or a Pi powered off in between finds
 // the record at its next start and finishes or undoes the apply (applier.ts: recover()): the new file stays
 // only if its unit became active with it.
-import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
 import { cleanTempFiles, type FileSnapshot, writeAtomic } from './atomic.js';
+import { crypto } from './crypto.js';
 import { FILE_SECTION_NAMES } from './schema.js';
 
 const PHASES = ['prepared', 'written', 'restored'] as const;
@@ -38,7 +38,7 @@ export type TxnRecord = z.infer<typeof TxnRecordSchema>;
 export type TxnPhase = TxnRecord['phase'];
 
 export function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
+  return crypto().createHash('sha256').update(data).digest('hex');
 }
 
 export function monotonicUs(): bigint {

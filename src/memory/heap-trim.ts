@@ -9,7 +9,6 @@
 // missing; with neither nothing happens. Figures: README, "Memory".
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { getHeapStatistics } from 'node:v8';
 import { errText, log } from '../log/journal.js';
 
 export interface HeapTrimOptions {
@@ -126,7 +125,15 @@ export function anonBytes(): number {
   } catch {
     // no /proc: fall through
   }
-  return getHeapStatistics().total_heap_size;
+  return v8().getHeapStatistics().total_heap_size;
+}
+
+/** node:v8, loaded only where /proc cannot be read (after ready, never with the bundle): ~0.8 ms of a start
+ * under the unit's flags (it loads node's heap, promise-hook and performance-observer modules with it). */
+let v8Module: typeof import('node:v8') | undefined;
+function v8(): typeof import('node:v8') {
+  v8Module ??= createRequire(import.meta.url)('node:v8') as typeof import('node:v8');
+  return v8Module;
 }
 
 /** native/memory's reduceHeap and mallocTrim; undefined where the addon cannot load (a build without it). */
