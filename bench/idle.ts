@@ -137,11 +137,11 @@ async function main(): Promise<number> {
       rows.push([
         x.build,
         x.round,
-        x.seconds,
-        x.cpuMs,
-        x.cpuSecondsPerMinute,
-        x.percentOfCore,
-        round((x.wakeups / x.seconds) * 60, 1),
+        x.seconds.toFixed(1),
+        x.cpuMs.toFixed(1),
+        x.cpuSecondsPerMinute.toFixed(4),
+        x.percentOfCore.toFixed(3),
+        ((x.wakeups / x.seconds) * 60).toFixed(1),
       ]);
     }
     const mean = (b: string, k: 'percentOfCore' | 'cpuSecondsPerMinute') => {
@@ -154,8 +154,8 @@ async function main(): Promise<number> {
         '',
         '',
         '',
-        round3(mean(b, 'cpuSecondsPerMinute'), 4),
-        round3(mean(b, 'percentOfCore'), 4),
+        mean(b, 'cpuSecondsPerMinute').toFixed(4),
+        mean(b, 'percentOfCore').toFixed(3),
         '',
       ]);
     printTable(`daemon idle CPU (all threads, schedstat), ${SETTLE} s after each start:`, rows);
