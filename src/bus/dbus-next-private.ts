@@ -2,10 +2,10 @@
 // dbus-next has no API for the two things the daemon needs beyond it: noticing that the connection's
 // stream ended (pending calls never fail otherwise) and forgetting a timed-out call's reply handler; and the
 // unix-fd guard (src/bluez/unix-fds.ts) must see the socket's descriptor queue; the replies a caller can ask
-// for in bulk are written on that stream with dbus-next's own marshaller (raw-reply.ts, reply-cache.ts).
-// package.json pins dbus-next
-// to the exact version these were read from; test/unit/dbus-next-private.test.ts fails loudly when an
-// upgrade moves any of them.
+// for in bulk are written on that stream with dbus-next's own marshaller (raw-reply.ts, reply-cache.ts); and
+// the safety-net poll's call is written there too, its reply peeked at before dbus-next parses it
+// (prepared-call.ts). package.json pins dbus-next to the exact version these were read from;
+// test/unit/dbus-next-private.test.ts and prepared-call.test.ts fail loudly when an upgrade moves any of them.
 import type { MessageBus } from 'dbus-next';
 import { marshallMessage as marshall } from 'dbus-next/lib/marshall-compat.js';
 
