@@ -158,7 +158,13 @@ section('detection', (det) => {
   );
   const idle = det.idle;
   const perMin = idle.cpuSecondsPerMinuteSchedstat ?? (idle.cpuSecondsSchedstat / idle.seconds) * 60;
-  add(`idle CPU (${n0(idle.seconds)} s, 5 s poll)`, `${n2(perMin)} CPU s per minute`);
+  // < 0.1% of a core is 0.06 CPU s per minute.
+  add(
+    `idle CPU (${n0(idle.seconds)} s, 5 s poll), after the kills`,
+    `${n2(perMin)} CPU s per minute (${n2((perMin / 60) * 100)}% of a core)`,
+    '< 0.1% of a core',
+    perMin / 60 < 0.001,
+  );
   if (idle.containerProcessesCreated !== undefined)
     add(
       'child processes while idle (whole container / daemon children)',
@@ -166,6 +172,23 @@ section('detection', (det) => {
       '0',
       idle.containerProcessesCreated === 0 && idle.daemonChildrenSeen === 0,
     );
+});
+
+section('idle', (r) => {
+  note('idle', r);
+  const pct = (build: string) => {
+    const xs = (r.readings as Json[]).filter((x) => x.build === build).map((x) => x.percentOfCore as number);
+    return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined;
+  };
+  const current = pct('current');
+  const baseline = pct('baseline');
+  const n = (r.readings as Json[]).filter((x) => x.build === 'current').length;
+  add(
+    `idle CPU, no clients (${n0(r.windowSeconds)} s × ${n}, ${n0(r.settleSeconds)} s after a start; bench/idle.ts)`,
+    `${n2(((current ?? Number.NaN) * 60) / 100)} CPU s per minute (${n2(current)}% of a core)${baseline !== undefined ? `; the baseline build in turns: ${n2(baseline)}%` : ''}`,
+    '< 0.1% of a core',
+    current !== undefined && current < 0.1,
+  );
 });
 
 const soakRows = (soak: Json) => {

@@ -2,7 +2,7 @@
 # `npm run bench`: build, then every benchmark in turn (each prints a small table and writes
 # bench/results/NAME.json), then a summary of the figures against the targets (bench/summary.ts).
 #
-#   scripts/bench.sh [NAME...]       NAME: startup memory latency detection socket soak soak-capped chaos flood
+#   scripts/bench.sh [NAME...]       NAME: startup memory latency detection idle socket soak soak-capped chaos flood
 #                                    versus (the Python baseline side by side: PY_BASELINE=its path)
 #                                    socket-python (the socket's request path beside the baseline, host)
 #                                    socket-cpu (the installed daemon's socket CPU per request beside it)
@@ -18,7 +18,7 @@ set -uo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$SRC"
-DEFAULT=(startup memory latency detection socket socket-python socket-cpu soak chaos flood versus)
+DEFAULT=(startup memory latency detection idle socket socket-python socket-cpu soak chaos flood versus)
 ALL=("${DEFAULT[@]}" soak-capped)
 if [ $# -gt 0 ]; then SELECTED=("$@"); else SELECTED=("${DEFAULT[@]}"); fi
 for n in "${SELECTED[@]}"; do
@@ -48,6 +48,7 @@ for n in "${SELECTED[@]}"; do
     memory) stage memory 2400 node dist/bench/memory.js ;;
     latency) stage latency 1200 node dist/bench/latency.js ;;
     detection) stage detection 1800 node dist/bench/detection.js ;;
+    idle) stage idle 900 node dist/bench/idle.js ;;
     socket) stage socket 600 node dist/bench/socket-bench.js "${socket_args[@]}" ;;
     socket-python) stage socket-python 600 node dist/bench/socket-python.js ;;
     socket-cpu) stage socket-cpu 900 node dist/bench/socket-cpu.js ;;

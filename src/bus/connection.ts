@@ -170,8 +170,20 @@ export class Bus {
       flags: spec.flags ?? 0,
     });
     msg.serial = this.raw.newSerial();
-    const serial = msg.serial;
-    const what = `${spec.interface}.${spec.member}`;
+    return this.bounded(msg.serial, `${spec.interface}.${spec.member}`, timeoutMs, () => this.raw.call(msg));
+  }
+
+  /**
+   * Waits for the reply to a call sent by `send` (dbus-next's call(), or prepared-call.ts's own write), bounded
+   * by timeoutMs and failed when the connection drops, like call(). `send` resolves with the reply to serial.
+   */
+  bounded(
+    serial: number,
+    what: string,
+    timeoutMs: number,
+    send: () => Promise<DBusMessage | null>,
+  ): Promise<DBusMessage> {
+    if (this.closed) return Promise.reject(new DisconnectedError());
     return new Promise<DBusMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.forget(serial);
@@ -181,7 +193,7 @@ export class Bus {
         clearTimeout(timer);
         reject(err);
       });
-      this.raw.call(msg).then(
+      send().then(
         (reply) => {
           clearTimeout(timer);
           this.pending.delete(serial);

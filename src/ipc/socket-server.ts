@@ -23,7 +23,8 @@
 // - A connection that has not completed a request line within `firstLineTimeoutMs` of connecting gets one
 //   INTERNAL_ERROR line and is closed, however many bytes it trickles in (the app asks at once).
 // - Idle policy, after `idleTimeoutMs` without a byte read or written (checked by one sweep per server at an
-//   eighth of it, so up to a quarter later): a connection with nothing in flight
+//   eighth of it, so up to a quarter later; the sweep runs only while there are connections): a connection
+//   with nothing in flight
 //   and no subscription gets one INTERNAL_ERROR line ("idle …; closing") and is closed; a subscriber is
 //   kept (waiting for events is what it is for); one whose answers have not moved at all in that time (it
 //   does not read) is dropped.
@@ -172,16 +173,6 @@ export class SocketServer {
     }
     this.service.on('healthChanged', this.onHealthChanged);
     this.service.on('proxyChanged', this.onProxyChanged);
-    if (this.opts.idleTimeoutMs > 0) {
-      // Why not socket.setTimeout: it re-arms a timer on every read and every write, which costs more per
-      // request than the request itself under --jitless. A sweep at an eighth of the timeout closes an idle
-      // connection between 1 and 1.25 timeouts after its last byte.
-      this.idleSweep = setInterval(
-        () => this.sweepIdle(),
-        Math.max(5, Math.floor(this.opts.idleTimeoutMs / 8)),
-      );
-      this.idleSweep.unref();
-    }
     this.adoptStored();
     log.info('socket listening', {
       PATH: this.opts.path,
@@ -256,6 +247,24 @@ export class SocketServer {
     });
   }
 
+  /** Arms the idle sweep (while there are connections: an idle daemon without clients never wakes for it). */
+  private armSweep(): void {
+    if (this.idleSweep || this.opts.idleTimeoutMs <= 0 || !this.server) return;
+    // Why not socket.setTimeout: it re-arms a timer on every read and every write, which costs more per
+    // request than the request itself under --jitless. A sweep at an eighth of the timeout closes an idle
+    // connection between 1 and 1.25 timeouts after its last byte.
+    this.idleSweep = setInterval(
+      () => this.sweepIdle(),
+      Math.max(5, Math.floor(this.opts.idleTimeoutMs / 8)),
+    );
+    this.idleSweep.unref();
+  }
+
+  /** Whether the idle sweep's timer is armed (GetStatus does not show it; the tests read it). */
+  get sweeping(): boolean {
+    return this.idleSweep !== undefined;
+  }
+
   private stopSweep(): void {
     if (this.idleSweep) clearInterval(this.idleSweep);
     this.idleSweep = undefined;
@@ -264,6 +273,10 @@ export class SocketServer {
   /** Applies the idle policy to every connection that has had no byte read or written since the sweep
    * before last. */
   private sweepIdle(): void {
+    if (this.connections.size === 0) {
+      this.stopSweep();
+      return;
+    }
     const now = Date.now();
     for (const c of this.connections) c.checkIdle(now);
   }
@@ -368,6 +381,7 @@ export class SocketServer {
       () => this.restore(conn),
     );
     this.connections.add(conn);
+    this.armSweep();
     if (storedAs !== undefined) {
       conn.storeName = storedAs;
       conn.session.subscribed = storedAs.endsWith(SUBSCRIBED_SUFFIX);

@@ -3,6 +3,7 @@
 // Never `systemctl`: no child processes, and the answer is systemd's own.
 import dbus from 'dbus-next';
 import { type Bus, CALL_TIMEOUT_MS, type DBusMessage } from './../bus/connection.js';
+import { PreparedCall } from '../bus/prepared-call.js';
 import { errText, log } from '../log/journal.js';
 
 const SYSTEMD = 'org.freedesktop.systemd1';
@@ -69,6 +70,9 @@ export class SystemdManager {
   /** Results that arrived before anyone waited (the reply to RestartUnit can trail the signal). */
   private readonly earlyResults = new Map<string, JobResult>();
   private changes = 0;
+  /** The safety-net poll's ListUnitsByNames, per list of units (one list in practice). Each keeps the
+   * last listing only while it agrees with the states the signals gave: then the same bytes mean the same. */
+  private readonly listCalls = new Map<string, PreparedCall>();
 
   constructor(private readonly bus: Bus) {}
 
@@ -133,7 +137,23 @@ export class SystemdManager {
    * said. Returns the units whose load/active/sub state or queued job differ (read those with refresh()).
    */
   async changedSince(units: string[]): Promise<string[]> {
-    const reply = await this.managerCall('ListUnitsByNames', 'as', [units]);
+    const key = units.join('\n');
+    let list = this.listCalls.get(key);
+    if (!list) {
+      list = new PreparedCall(this.bus, {
+        destination: SYSTEMD,
+        path: MANAGER_PATH,
+        interface: MANAGER_IFACE,
+        member: 'ListUnitsByNames',
+        signature: 'as',
+        body: [units],
+      });
+      this.listCalls.set(key, list);
+    }
+    // The same bytes as a listing that agreed with the states, which have not changed since: nothing did.
+    const answer = await list.call();
+    if (answer.same) return [];
+    const { reply } = answer;
     // a(ssssssouso): name, description, load, active, sub, following, path, job id, job type, job path
     const rows = reply.body[0] as [
       string,
@@ -162,6 +182,7 @@ export class SystemdManager {
         changed.push(unit);
       }
     }
+    if (changed.length > 0) list.forget();
     return changed;
   }
 
@@ -272,6 +293,9 @@ export class SystemdManager {
   }
 
   private update(unit: string, state: UnitState): void {
+    // A listing kept from before no longer stands for what we know (also a reply read but not yet compared:
+    // the reader runs before the poll's comparison does).
+    for (const list of this.listCalls.values()) list.forget();
     this.states.set(unit, state);
     this.changes++;
     for (const l of this.listeners) {

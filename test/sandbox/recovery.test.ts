@@ -153,6 +153,77 @@ describe('health monitor recovery (real systemd)', { skip }, () => {
     });
   });
 
+  describe('unit signals lost: the 5 s safety-net poll', () => {
+    // The shipped poll. The poll's listing is compared as bytes with the last one (src/bus/prepared-call.ts):
+    // a listing that changed must never be taken for the same, kill after kill.
+    const sb = sandbox('rcv-lost', { ...TIMINGS, OPENAUTO_POLL_MS: 5000 });
+    const POLICY = '/etc/dbus-1/system.d/zz-lose-hostapd-signals.conf';
+
+    it('a kill whose PropertiesChanged never arrives is seen within 5 s, every time', async () => {
+      const s = sb();
+      // The bus drops systemd's property signals for hostapd's unit on their way to root's connections (the
+      // daemon's; the test's watcher listens to the daemon only). JobRemoved still arrives.
+      const path = (
+        await s.execOk([
+          'busctl',
+          'call',
+          'org.freedesktop.systemd1',
+          '/org/freedesktop/systemd1',
+          'org.freedesktop.systemd1.Manager',
+          'GetUnit',
+          's',
+          HOSTAPD,
+        ])
+      )
+        .trim()
+        .split(' ')[1]
+        ?.replace(/"/g, '');
+      assert.match(path ?? '', /^\/org\/freedesktop\/systemd1\/unit\/hostapd/);
+      await s.writeFile(
+        POLICY,
+        `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <policy user="root">
+    <deny receive_sender="org.freedesktop.systemd1" receive_interface="org.freedesktop.DBus.Properties"
+          receive_member="PropertiesChanged" receive_path="${path}"/>
+  </policy>
+</busconfig>
+`,
+      );
+      await s.execOk([
+        'busctl',
+        'call',
+        'org.freedesktop.DBus',
+        '/org/freedesktop/DBus',
+        'org.freedesktop.DBus',
+        'ReloadConfig',
+      ]);
+      const watcher = await HealthWatcher.start(s);
+      const took: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        await waitAllActive(s);
+        // Two polls at least since the last change: the listing the next one gets is compared with theirs.
+        await sleep(10_500 + Math.random() * 2000);
+        const t0 = Date.now();
+        await killHostapdMain(s);
+        const down = await watcher.waitForEvent((e) => e.health.hostapd !== 'active', t0, 15_000);
+        took.push(down.t - t0);
+        // Restarted by the daemon (the stand-in has Restart=no), which sees its own job's end.
+        await watcher.waitForEvent((e) => e.health.hostapd === 'active', down.t, 15_000);
+      }
+      await watcher.stop();
+      console.log(
+        `# kill -> HealthChanged without the unit's signals: ${took.map((t) => `${Math.round(t)} ms`).join(', ')}`,
+      );
+      // Within one poll interval (plus a margin for a loaded machine)...
+      for (const t of took) assert.ok(t < 5000 + 2500, `seen after ${t} ms`);
+      // ...and really through the poll: with the signal a kill is seen in ~5-20 ms (bench/detection.ts).
+      assert.ok(Math.max(...took) > 250, `all seen within 250 ms: the signals were not lost (${took})`);
+      await s.execOk(['rm', '-f', POLICY]);
+    });
+  });
+
   describe('a unit whose start always fails', () => {
     const sb = sandbox('rcv-refuse');
 

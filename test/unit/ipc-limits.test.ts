@@ -86,6 +86,21 @@ describe('socket limits', () => {
     assert.equal(subscriber.ended, false, 'a subscriber is never closed for being idle');
   });
 
+  it('the idle sweep runs only while there are connections; a later client is still closed when idle', async () => {
+    await serve({ idleTimeoutMs: 200 });
+    // An idle daemon without clients never wakes for it.
+    assert.equal(server?.sweeping, false, 'no sweep before any client');
+    const first = await connect();
+    assert.equal(server?.sweeping, true, 'a client arms it');
+    first.close();
+    await waitFor(() => server?.sweeping === false, 'the sweep to stop once the last client is gone');
+    const later = await connect();
+    assert.equal(server?.sweeping, true);
+    await later.waitClosed(1000);
+    assert.match(later.lines[0] as string, /idle for 0.2 s; closing/);
+    await waitFor(() => server?.sweeping === false, 'the sweep to stop again');
+  });
+
   it('a subscriber that never reads is dropped; other clients keep being served', async () => {
     await serve({ maxWriteBufferBytes: 64 * 1024 });
     const slow = await connect();
