@@ -9,7 +9,8 @@
 //   startup      N starts of the daemon: D-Bus activation end to end, and StartUnit → NameOwnerChanged
 //   call         one ApplyConfig or RestartService over D-Bus or the socket: {ok, result} or {ok: false,
 //                error (the D-Bus error name or socket:CODE), message}; never fails itself
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import dbus from 'dbus-next';
 import { LineClient, SocketClosedError, SocketError } from './socket-client.js';
 
@@ -562,19 +563,41 @@ interface SockLoadOpts {
   sequential: number;
 }
 
-/** Throughput of `clients` connections each sending get_health one after another, then the wall time of
+/** bench/loadgen.c, built next to this file by lib.ts's buildLoadgen(); undefined where it was not built. */
+function loadgenPath(): string | undefined {
+  const path = fileURLToPath(new URL('./loadgen', import.meta.url));
+  return existsSync(path) ? path : undefined;
+}
+
+/** Throughput of `clients` connections each sending get_health one after another (from loadgen, a small C
+ * client, when built: node's streams would cost the client as much as the server), then the wall time of
  * `sequential` mixed requests (get_health, get_status, ping in turn) on one connection. */
 async function sockLoad(o: SockLoadOpts) {
   const conns = await Promise.all(Array.from({ length: o.clients }, () => LineClient.connect(o.socket)));
   for (const k of conns) for (let i = 0; i < 20; i++) await k.call(`{"id":"w${i}","method":"get_status"}`);
-  const t0 = performance.now();
-  await Promise.all(
-    conns.map(async (k, ci) => {
-      for (let i = 0; i < o.perClient; i++) await k.call(`{"id":"${ci}-${i}","method":"get_health"}`);
-    }),
-  );
-  const concS = (performance.now() - t0) / 1000;
-  for (const k of conns) k.close();
+  const loadgen = loadgenPath();
+  let concS: number;
+  if (loadgen) {
+    for (const k of conns) k.close();
+    const { execFileSync } = await import('node:child_process');
+    const out = execFileSync(loadgen, [o.socket, String(o.clients), String(o.perClient), 'get_health'], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    const r = JSON.parse(out) as { seconds: number; answers: number; errors: number };
+    if (r.errors > 0 || r.answers !== o.clients * o.perClient)
+      throw new Error(`loadgen: ${r.answers} answers, ${r.errors} of them errors`);
+    concS = r.seconds;
+  } else {
+    const t0 = performance.now();
+    await Promise.all(
+      conns.map(async (k, ci) => {
+        for (let i = 0; i < o.perClient; i++) await k.call(`{"id":"${ci}-${i}","method":"get_health"}`);
+      }),
+    );
+    concS = (performance.now() - t0) / 1000;
+    for (const k of conns) k.close();
+  }
   const s = await LineClient.connect(o.socket);
   const methods = ['get_health', 'get_status', 'ping'];
   let bytes = 0;
@@ -584,7 +607,12 @@ async function sockLoad(o: SockLoadOpts) {
   const seqS = (performance.now() - t1) / 1000;
   s.close();
   return {
-    concurrent: { clients: o.clients, requests: o.clients * o.perClient, seconds: concS },
+    concurrent: {
+      clients: o.clients,
+      requests: o.clients * o.perClient,
+      seconds: concS,
+      client: loadgen ? 'loadgen (C)' : 'node',
+    },
     requests_per_s: Math.round((o.clients * o.perClient) / concS),
     sequential: {
       requests: o.sequential,

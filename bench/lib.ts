@@ -2,9 +2,10 @@
 // the result files, readings of the daemon taken from the host (/proc of the container, the bus's
 // Debug.Stats), and the in-sandbox client (agent.ts).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type ExecOptions, REPO_ROOT, type Sandbox } from '../test/sandbox/harness.js';
 import { getHealth, mainPid, procDir, quantile } from '../test/sandbox/helpers-health.js';
 
@@ -203,6 +204,24 @@ export async function runAgent<T>(
   if (r.code !== 0 || !last.startsWith('{'))
     throw new Error(`agent ${mode} failed (exit ${r.code ?? r.signal})`);
   return JSON.parse(last) as T;
+}
+
+/**
+ * Builds bench/loadgen.c into dist/bench/loadgen, the concurrent socket load's client (agent.ts `sockload`),
+ * before a sandbox starts (it sees the checkout read-only). False, logged, where no C compiler can: the
+ * agent then drives the load from node, which costs the client as much CPU as the server.
+ */
+export function buildLoadgen(): boolean {
+  const src = fileURLToPath(new URL('../../bench/loadgen.c', import.meta.url));
+  const out = fileURLToPath(new URL('./loadgen', import.meta.url));
+  try {
+    execFileSync('cc', ['-O2', '-Wall', '-o', out, src], { stdio: 'pipe' });
+    return true;
+  } catch (err) {
+    rmSync(out, { force: true });
+    log(`loadgen not built (${(err as Error).message.split('\n')[0]}): the load comes from node`);
+    return false;
+  }
 }
 
 /** Kernel clock ticks per second (for /proc/PID/stat times). */

@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { Sandbox } from '../test/sandbox/harness.js';
 import { mainPid, procStat } from '../test/sandbox/helpers-health.js';
 import { baselinePath } from './baseline.js';
-import { DAEMON_UNIT, log, printTable, round, runAgent, runMain, writeResult } from './lib.js';
+import { buildLoadgen, DAEMON_UNIT, log, printTable, round, runAgent, runMain, writeResult } from './lib.js';
 
 const PY_SOCKET = '/run/py-baseline.sock';
 const PY_SCRIPT = '/run/py-baseline.py';
@@ -47,6 +47,7 @@ async function main(): Promise<number> {
   const rounds = Number(process.env.SOCKET_CPU_ROUNDS ?? 2);
   const script = baselinePath();
   log('booting a sandbox...');
+  buildLoadgen();
   const sb = await Sandbox.start({ name: 'bench-socket-cpu' });
   try {
     await sb.waitFor(async () => (await sb.unitState(DAEMON_UNIT)) === 'active', 30_000);

@@ -11,7 +11,8 @@
 //      (schedstat): start-up's cost whatever the load of the machine, where the wall times move with the other
 //      work on it; and where the daemon's start-up went (the ready entry's STARTUP_MS marks);
 //   2. memory when idle (30 s after the daemon's last start; Pss_Anon of smaps_rollup, VmRSS beside it);
-//   3. 32 socket clients sending get_health one after another (throughput), then 10,000 sequential mixed
+//   3. 32 socket clients sending get_health one after another (throughput; from bench/loadgen.c, a small C
+//      client, where a C compiler built it: a node client costs as much CPU as the servers), then 10,000 sequential mixed
 //      requests (get_health, get_status, ping) on one connection (wall time), as the app user; memory 31 s
 //      after that (after the heap trimmer's next check);
 //   4. the same load and memory with the JIT on (no --lite-mode/--jitless, MemoryDenyWriteExecute off, a
@@ -35,6 +36,7 @@ import { daemonJournal, mainPid, procDir } from '../test/sandbox/helpers-health.
 import { baselinePath, unitNodeFlags } from './baseline.js';
 import {
   allActiveWithin,
+  buildLoadgen,
   DAEMON_UNIT,
   log,
   nowMs,
@@ -379,6 +381,7 @@ async function main(): Promise<number> {
   const jit = process.env.VERSUS_JIT === '1';
   const parts = new Set((process.env.VERSUS_PARTS || 'boot,bootmem,load').split(','));
   log('booting a sandbox...');
+  buildLoadgen();
   const sb = await Sandbox.start({ name: 'bench-versus' });
   try {
     await allActiveWithin(sb, 30_000);
@@ -445,7 +448,7 @@ async function main(): Promise<number> {
     const rows: (string | number)[][] = [
       ['figure', 'python', 'daemon', 'daemon / python', ...(jitRes ? ['daemon, JIT', 'JIT / python'] : [])],
       [
-        '32 clients get_health, req/s',
+        `32 clients get_health, req/s (client: ${(pyLoad as { concurrent?: { client?: string } }).concurrent?.client ?? 'node'})`,
         pyLoad.requests_per_s,
         dLoad.requests_per_s,
         x(dLoad.requests_per_s, pyLoad.requests_per_s),
