@@ -28,8 +28,9 @@ function refuse(field: string): never {
 function checked(c: ProxyConfig): ProxyConfig {
   if (!isIpv4(c.host)) refuse('host');
   if (!Number.isInteger(c.port) || c.port < 1 || c.port > 65535) refuse('port');
-  if (!SAFE_CREDENTIAL.test(c.user)) refuse('user');
-  if (!SAFE_CREDENTIAL.test(c.password)) refuse('password');
+  // A lone "=" is redsocks' own '=' to its parser, quoted or not.
+  if (!SAFE_CREDENTIAL.test(c.user) || c.user === '=') refuse('user');
+  if (!SAFE_CREDENTIAL.test(c.password) || c.password === '=') refuse('password');
   if (c.skip_interfaces.some((i) => !SAFE_IFNAME.test(i))) refuse('skip_interfaces');
   if (c.skip_networks.some((n) => !SAFE_NETWORK.test(n))) refuse('skip_networks');
   return c;

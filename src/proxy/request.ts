@@ -47,14 +47,18 @@ const port = z
   .max(65535, 'must be 1–65535');
 
 function credential(what: string) {
-  return z
-    .string({ error: (iss) => (iss.input === undefined ? 'is required' : 'must be a string') })
-    .min(1, 'must not be empty')
-    .max(MAX_CREDENTIAL, `must be at most ${MAX_CREDENTIAL} characters (SOCKS5 limit)`)
-    .regex(
-      CREDENTIAL,
-      `${what} must be printable ASCII without " \\ ; { } or control characters (newline, NUL, …)`,
-    );
+  return (
+    z
+      .string({ error: (iss) => (iss.input === undefined ? 'is required' : 'must be a string') })
+      .min(1, 'must not be empty')
+      .max(MAX_CREDENTIAL, `must be at most ${MAX_CREDENTIAL} characters (SOCKS5 limit)`)
+      .regex(
+        CREDENTIAL,
+        `${what} must be printable ASCII without " \\ ; { } or control characters (newline, NUL, …)`,
+      )
+      // redsocks' parser takes a quoted "=" for its own '=' and refuses the file; every other value it holds.
+      .refine((v) => v !== '=', `${what} must not be a lone "=" (redsocks cannot read it)`)
+  );
 }
 
 const network = z
