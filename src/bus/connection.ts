@@ -40,6 +40,19 @@ export interface CallSpec {
   flags?: number;
 }
 
+/** The method call `spec` describes, without a serial yet (Bus.call, prepared-call.ts). */
+export function callMessage(spec: CallSpec): DBusMessage {
+  return new Message({
+    destination: spec.destination,
+    path: spec.path,
+    interface: spec.interface,
+    member: spec.member,
+    signature: spec.signature ?? '',
+    body: spec.body ?? [],
+    flags: spec.flags ?? 0,
+  });
+}
+
 /** An object's interface on a peer, for property reads and writes. */
 export interface PropertyTarget {
   destination: string;
@@ -160,15 +173,7 @@ export class Bus {
   async call(spec: CallSpec): Promise<DBusMessage> {
     if (this.closed) throw new DisconnectedError();
     const timeoutMs = spec.timeoutMs ?? CALL_TIMEOUT_MS;
-    const msg = new Message({
-      destination: spec.destination,
-      path: spec.path,
-      interface: spec.interface,
-      member: spec.member,
-      signature: spec.signature ?? '',
-      body: spec.body ?? [],
-      flags: spec.flags ?? 0,
-    });
+    const msg = callMessage(spec);
     msg.serial = this.raw.newSerial();
     return this.bounded(msg.serial, `${spec.interface}.${spec.member}`, timeoutMs, () => this.raw.call(msg));
   }

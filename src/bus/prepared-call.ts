@@ -7,6 +7,7 @@ import {
   type Bus,
   CALL_TIMEOUT_MS,
   type CallSpec,
+  callMessage,
   type DBusMessage,
   DisconnectedError,
 } from './connection.js';
@@ -48,15 +49,7 @@ export class PreparedCall {
     private readonly bus: Bus,
     spec: CallSpec,
   ) {
-    const msg = new dbus.Message({
-      destination: spec.destination,
-      path: spec.path,
-      interface: spec.interface,
-      member: spec.member,
-      signature: spec.signature ?? '',
-      body: spec.body ?? [],
-      flags: spec.flags ?? 0,
-    });
+    const msg = callMessage(spec);
     msg.serial = 1;
     [this.bytes] = marshallMessage(msg);
     this.what = `${spec.interface}.${spec.member}`;

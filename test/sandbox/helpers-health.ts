@@ -225,13 +225,21 @@ export async function unitProps(sb: Sandbox, unit: string, props: string[]): Pro
   return r;
 }
 
+/** A loaded unit's object path (systemd's GetUnit). */
+export async function unitObjectPath(sb: Sandbox, unit: string): Promise<string> {
+  const [path] = (await sb.call(
+    'org.freedesktop.systemd1',
+    '/org/freedesktop/systemd1',
+    'org.freedesktop.systemd1.Manager',
+    'GetUnit',
+    ['s', unit],
+  )) as [string];
+  return path;
+}
+
 /** A timestamp property of a unit (e.g. InactiveExitTimestamp) in wall-clock µs, read over the bus. */
 export async function unitTimestampUs(sb: Sandbox, unit: string, prop: string): Promise<number> {
-  const SD = ['org.freedesktop.systemd1', '/org/freedesktop/systemd1', 'org.freedesktop.systemd1.Manager'];
-  const [path] = (await sb.call(SD[0] as string, SD[1] as string, SD[2] as string, 'GetUnit', [
-    's',
-    unit,
-  ])) as [string];
+  const path = await unitObjectPath(sb, unit);
   const r = (await sb.call('org.freedesktop.systemd1', path, 'org.freedesktop.DBus.Properties', 'Get', [
     'ss',
     'org.freedesktop.systemd1.Unit',

@@ -22,6 +22,7 @@ import {
   schedCpuNs,
   sleep,
   transitions,
+  unitObjectPath,
   unitProps,
   unitTimestampUs,
   waitAllActive,
@@ -163,22 +164,8 @@ describe('health monitor recovery (real systemd)', { skip }, () => {
       const s = sb();
       // The bus drops systemd's property signals for hostapd's unit on their way to root's connections (the
       // daemon's; the test's watcher listens to the daemon only). JobRemoved still arrives.
-      const path = (
-        await s.execOk([
-          'busctl',
-          'call',
-          'org.freedesktop.systemd1',
-          '/org/freedesktop/systemd1',
-          'org.freedesktop.systemd1.Manager',
-          'GetUnit',
-          's',
-          HOSTAPD,
-        ])
-      )
-        .trim()
-        .split(' ')[1]
-        ?.replace(/"/g, '');
-      assert.match(path ?? '', /^\/org\/freedesktop\/systemd1\/unit\/hostapd/);
+      const path = await unitObjectPath(s, HOSTAPD);
+      assert.match(path, /^\/org\/freedesktop\/systemd1\/unit\/hostapd/);
       await s.writeFile(
         POLICY,
         `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
