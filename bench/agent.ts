@@ -7,6 +7,9 @@
 //   mixed        N mixed requests (D-Bus GetHealth/GetStatus, socket get_health/get_status)
 //   load         paced mixed clients for S seconds, with connection churn and subscribers (soak, chaos)
 //   startup      N starts of the daemon: D-Bus activation end to end, and StartUnit → NameOwnerChanged
+//   sockload     32 socket clients' throughput (loadgen), then 10,000 sequential mixed requests (loadgen and node)
+//   seq          10,000 sequential mixed requests from loadgen pinned to one CPU (versus.ts pins the server too)
+//   pyboot       starts of the Python baseline as a transient unit
 //   call         one ApplyConfig or RestartService over D-Bus or the socket: {ok, result} or {ok: false,
 //                error (the D-Bus error name or socket:CODE), message}; never fails itself
 import { existsSync, readFileSync } from 'node:fs';
@@ -577,17 +580,12 @@ async function sockLoad(o: SockLoadOpts) {
   for (const k of conns) for (let i = 0; i < 20; i++) await k.call(`{"id":"w${i}","method":"get_status"}`);
   const loadgen = loadgenPath();
   let concS: number;
+  let openS: number | undefined;
   if (loadgen) {
     for (const k of conns) k.close();
-    const { execFileSync } = await import('node:child_process');
-    const out = execFileSync(loadgen, [o.socket, String(o.clients), String(o.perClient), 'get_health'], {
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
-    const r = JSON.parse(out) as { seconds: number; answers: number; errors: number };
-    if (r.errors > 0 || r.answers !== o.clients * o.perClient)
-      throw new Error(`loadgen: ${r.answers} answers, ${r.errors} of them errors`);
+    const r = await runLoadgen(loadgen, o.socket, o.clients, o.perClient, 'get_health');
     concS = r.seconds;
+    openS = r.open_seconds;
   } else {
     const t0 = performance.now();
     await Promise.all(
@@ -598,28 +596,77 @@ async function sockLoad(o: SockLoadOpts) {
     concS = (performance.now() - t0) / 1000;
     for (const k of conns) k.close();
   }
+  // The sequential run: from loadgen too where it was built (the node client's own cost per round trip is
+  // the same for both servers and dilutes the ratio); the node client's figure is kept beside it.
   const s = await LineClient.connect(o.socket);
   const methods = ['get_health', 'get_status', 'ping'];
   let bytes = 0;
   const t1 = performance.now();
   for (let i = 0; i < o.sequential; i++)
     bytes += (await s.call(`{"id":${i},"method":"${methods[i % 3]}"}`)).length;
-  const seqS = (performance.now() - t1) / 1000;
+  const nodeSeqS = (performance.now() - t1) / 1000;
   s.close();
+  let seqS = nodeSeqS;
+  if (loadgen) {
+    const r = await runLoadgen(loadgen, o.socket, 1, o.sequential, 'mixed');
+    seqS = r.seconds;
+  }
   return {
     concurrent: {
       clients: o.clients,
       requests: o.clients * o.perClient,
       seconds: concS,
       client: loadgen ? 'loadgen (C)' : 'node',
+      // loadgen: the connections opened and each answered one ping, before the clock starts.
+      open_seconds: openS,
     },
     requests_per_s: Math.round((o.clients * o.perClient) / concS),
     sequential: {
       requests: o.sequential,
       seconds: seqS,
+      client: loadgen ? 'loadgen (C)' : 'node',
+      node_client_seconds: nodeSeqS,
       mean_answer_bytes: Math.round(bytes / o.sequential),
     },
   };
+}
+
+/** `sequential` mixed requests on one connection from loadgen, which runs on CPU `cpu` (taskset): versus.ts
+ * puts the server's main thread there too, so a round trip has no wake-up of another CPU in it. */
+async function pinnedSequential(o: { socket: string; sequential: number; cpu: number }) {
+  const loadgen = loadgenPath();
+  if (!loadgen) throw new Error('the pinned sequential run needs bench/loadgen.c built');
+  await runLoadgen(loadgen, o.socket, 1, 300, 'mixed', o.cpu);
+  const r = await runLoadgen(loadgen, o.socket, 1, o.sequential, 'mixed', o.cpu);
+  return { seconds: r.seconds, requests: o.sequential, cpu: o.cpu };
+}
+
+/** Runs bench/loadgen.c (on CPU `cpu` when given); fails on any error answer or a missing one. */
+async function runLoadgen(
+  loadgen: string,
+  socket: string,
+  clients: number,
+  perClient: number,
+  method: string,
+  cpu?: number,
+) {
+  const { execFileSync } = await import('node:child_process');
+  const args = [loadgen, socket, String(clients), String(perClient), method];
+  const [file, ...argv] = cpu === undefined ? args : ['taskset', '-c', String(cpu), ...args];
+  const out = execFileSync(file as string, argv, {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  const r = JSON.parse(out) as {
+    open_seconds: number;
+    seconds: number;
+    answers: number;
+    errors: number;
+    bytes: number;
+  };
+  if (r.errors > 0 || r.answers !== clients * perClient)
+    throw new Error(`loadgen: ${r.answers} answers, ${r.errors} of them errors`);
+  return r;
 }
 
 interface PyBootOpts {
@@ -760,6 +807,9 @@ async function main(): Promise<void> {
       break;
     case 'sockload':
       result = await sockLoad({ socket: SOCKET, clients: 32, perClient: 500, sequential: 10_000, ...opts });
+      break;
+    case 'seq':
+      result = await pinnedSequential({ socket: SOCKET, sequential: 10_000, cpu: 0, ...opts });
       break;
     case 'pyboot':
       result = await pyBoot(opts);

@@ -6,7 +6,13 @@
  * client's limit as much as the server's. Counts answers whose line holds "error" (a bench fails on any).
  *
  *   loadgen SOCKET CLIENTS PER_CLIENT METHOD
- * Prints {"seconds":S,"answers":N,"errors":E} (seconds from the first request to the last answer).
+ * METHOD "mixed" sends get_health, get_status and ping in turn on each connection (the sequential run: one
+ * client). Waits block in epoll_wait, as an event-driven client's do: no spinning.
+ * First every connection is opened and answers one ping, all at once (a server's per-connection work:
+ * accepting, the fd store...); then the clock starts for PER_CLIENT requests per connection.
+ * Prints {"open_seconds":O,"seconds":S,"answers":N,"errors":E,"bytes":B}: O from the first connect to the
+ * last first answer; S from the first request after that to the last answer; N, E and B (the answer bytes,
+ * newlines included) count the timed requests only.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -19,8 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
+static const char *const MIXED[] = {"get_health", "get_status", "ping"};
+
 typedef struct {
   int fd;
+  const char *method; /* NULL: MIXED in turn */
   long sent, answered;
   char req[128];
   size_t req_len;
@@ -40,6 +49,11 @@ static void die(const char *what) {
 }
 
 static void send_request(conn_t *c) {
+  if (!c->method) {
+    int len = snprintf(c->req, sizeof c->req, "{\"id\":%ld,\"method\":\"%s\"}\n", c->sent, MIXED[c->sent % 3]);
+    if (len <= 0 || len >= (int)sizeof c->req) die("request too long");
+    c->req_len = (size_t)len;
+  }
   ssize_t n = send(c->fd, c->req, c->req_len, MSG_NOSIGNAL);
   if (n != (ssize_t)c->req_len) die("send");
   c->sent++;
@@ -63,22 +77,44 @@ int main(int argc, char **argv) {
   if (!conns || ep < 0) die("setup");
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
   strcpy(addr.sun_path, path);
+  double topen = now();
   for (int i = 0; i < clients; i++) {
     conn_t *c = &conns[i];
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&addr, sizeof addr) != 0) die("connect");
-    int len = snprintf(c->req, sizeof c->req, "{\"id\":\"%d\",\"method\":\"%s\"}\n", i, method);
-    if (len <= 0 || len >= (int)sizeof c->req) die("request too long");
-    c->req_len = (size_t)len;
+    c->method = strcmp(method, "mixed") == 0 ? NULL : method;
+    if (c->method) {
+      int len = snprintf(c->req, sizeof c->req, "{\"id\":\"%d\",\"method\":\"%s\"}\n", i, method);
+      if (len <= 0 || len >= (int)sizeof c->req) die("request too long");
+      c->req_len = (size_t)len;
+    }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) die("epoll_ctl");
+    static const char ping[] = "{\"id\":\"open\",\"method\":\"ping\"}\n";
+    if (send(c->fd, ping, sizeof ping - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof ping - 1)) die("send");
   }
-  long errors = 0, total = 0;
+  struct epoll_event events[64];
+  char buf[65536];
+  /* Each connection's first answer (one line, the ping's). */
+  for (int waiting = clients; waiting > 0;) {
+    int n = epoll_wait(ep, events, 64, 10000);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) die(n == 0 ? "no first answer within 10 s" : "epoll_wait");
+    for (int k = 0; k < n; k++) {
+      conn_t *c = events[k].data.ptr;
+      ssize_t r = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (r <= 0) die("the server closed a connection");
+      if (memchr(buf, '\n', (size_t)r) != buf + r - 1) die("the first answer is not one line");
+      if (memmem(buf, (size_t)r, "\"error\"", 7)) die("the first ping was refused");
+      waiting--;
+    }
+  }
+  double open_s = now() - topen;
+  long errors = 0, total = 0, bytes = 0;
   int open = clients;
   double t0 = now();
   for (int i = 0; i < clients; i++) send_request(&conns[i]);
-  struct epoll_event events[64];
-  char buf[65536];
   while (open > 0) {
     int n = epoll_wait(ep, events, 64, 10000);
     if (n < 0 && errno == EINTR) continue;
@@ -88,6 +124,7 @@ int main(int argc, char **argv) {
       ssize_t r = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
       if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       if (r <= 0) die("the server closed a connection");
+      bytes += r;
       for (ssize_t j = 0; j < r; j++) {
         if (buf[j] != '\n') {
           if (c->line_len < sizeof c->line) c->line[c->line_len++] = buf[j];
@@ -108,6 +145,6 @@ int main(int argc, char **argv) {
       }
     }
   }
-  printf("{\"seconds\":%.6f,\"answers\":%ld,\"errors\":%ld}\n", now() - t0, total, errors);
+  printf("{\"open_seconds\":%.6f,\"seconds\":%.6f,\"answers\":%ld,\"errors\":%ld,\"bytes\":%ld}\n", open_s, now() - t0, total, errors, bytes);
   return 0;
 }

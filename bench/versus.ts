@@ -12,9 +12,11 @@
 //      work on it; and where the daemon's start-up went (the ready entry's STARTUP_MS marks);
 //   2. memory when idle (30 s after the daemon's last start; Pss_Anon of smaps_rollup, VmRSS beside it);
 //   3. 32 socket clients sending get_health one after another (throughput; from bench/loadgen.c, a small C
-//      client, where a C compiler built it: a node client costs as much CPU as the servers), then 10,000 sequential mixed
-//      requests (get_health, get_status, ping) on one connection (wall time), as the app user; memory 31 s
-//      after that (after the heap trimmer's next check);
+//      client, where a C compiler built it: a node client costs as much CPU as the servers), then 10,000
+//      sequential mixed requests (get_health, get_status, ping) on one connection (wall time; from loadgen
+//      and from the node client), as the app user; then the sequential run again with the client and the
+//      server's main thread on one CPU, three times per server in turns (median): see pinnedSequential;
+//      memory 31 s after the load (after the heap trimmer's next check);
 //   4. the same load and memory with the JIT on (no --lite-mode/--jitless, MemoryDenyWriteExecute off, a
 //      drop-in), for the trade-off, with VERSUS_JIT=1 (another minute or so).
 // Prints a table and writes bench/results/versus.json. About six minutes: the start-ups one or two, the idle
@@ -23,7 +25,8 @@
 //
 //   PY_BASELINE=path/to/py-baseline.py node dist/bench/versus.js     (as root; the daemon must be built)
 // Environment: PY_BASELINE (default: ../shared/bench/py-baseline.py next to the checkout), VERSUS_BOOT_RUNS
-// (starts per way and variant, default 3), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_JIT (0),
+// (starts per way and variant, default 3), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_LOAD_ROUNDS (3:
+// the load runs per server, in turns; the table shows medians), VERSUS_JIT (0),
 // VERSUS_PARTS (boot,bootmem,load: the parts to run; bootmem: idle memory with and without the start-up
 // snapshot, VERSUS_BOOT_RUNS starts each, half a minute per start; load includes the other memory readings),
 // VERSUS_BOOT_ALT (DIR[,DIR...]: other builds' dist/bin started in turns with the installed one, an A/B of a
@@ -31,6 +34,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
 import { daemonJournal, mainPid, procDir } from '../test/sandbox/helpers-health.js';
 import { baselinePath, unitNodeFlags } from './baseline.js';
@@ -41,6 +45,7 @@ import {
   log,
   nowMs,
   printTable,
+  quantile,
   round,
   runAgent,
   runMain,
@@ -80,7 +85,8 @@ interface StartRun {
 
 interface Load {
   requests_per_s: number;
-  sequential: { seconds: number; mean_answer_bytes: number };
+  concurrent?: { client?: string; open_seconds?: number };
+  sequential: { seconds: number; mean_answer_bytes: number; client?: string; node_client_seconds?: number };
 }
 
 /**
@@ -368,6 +374,72 @@ async function snapshotMemory(sb: Sandbox, n: number) {
   return out;
 }
 
+/** The median of each figure over runs (runs[0]'s other fields), with every run's figures beside it. */
+function medianLoad(
+  runs: Load[],
+): Load & { runs: { requests_per_s: number[]; sequential_seconds: number[] } } {
+  const first = runs[0] as Load;
+  const med = (f: (l: Load) => number | undefined) => {
+    const v = runs.map(f).filter((n): n is number => n !== undefined);
+    return v.length > 0 ? quantile(v, 0.5) : undefined;
+  };
+  return {
+    ...first,
+    requests_per_s: med((l) => l.requests_per_s) as number,
+    concurrent: first.concurrent && {
+      ...first.concurrent,
+      open_seconds: med((l) => l.concurrent?.open_seconds),
+    },
+    sequential: {
+      ...first.sequential,
+      seconds: med((l) => l.sequential.seconds) as number,
+      node_client_seconds: med((l) => l.sequential.node_client_seconds),
+    },
+    runs: {
+      requests_per_s: runs.map((l) => l.requests_per_s),
+      sequential_seconds: runs.map((l) => l.sequential.seconds),
+    },
+  };
+}
+
+/**
+ * The sequential run with the client (loadgen) and each server's main thread on one CPU, the servers in
+ * turns, `rounds` times; the medians, [python, daemon]. Why: on an idle VM a round trip between two CPUs
+ * waits for the hypervisor to wake the other, halted vCPU, for either server alike (a C server that answers
+ * in 3 µs of CPU took 30–38 µs a round trip across CPUs and 12 µs on one), and that wait, not the server,
+ * then makes most of the wall time. The unpinned run stays in the table beside it. The server's affinity
+ * is put back after each run. Undefined where loadgen was not built.
+ */
+async function pinnedSequential(
+  sb: Sandbox,
+  servers: { socket: string; pid: number }[],
+  sequential: number,
+  rounds = 3,
+): Promise<{ cpu: number; rounds: number; seconds: number[]; runs: number[][] } | undefined> {
+  if (!existsSync(fileURLToPath(new URL('./loadgen', import.meta.url)))) return undefined;
+  const cpu = 0;
+  const runs = servers.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) {
+    for (const [i, s] of servers.entries()) {
+      // "pid 12's current affinity list: 0,1"
+      const was = (await sb.execOk(['taskset', '-pc', String(s.pid)])).trim().split(/\s+/).pop() as string;
+      await sb.execOk(['taskset', '-pc', String(cpu), String(s.pid)]);
+      try {
+        const res = await runAgent<{ seconds: number }>(
+          sb,
+          'seq',
+          { socket: s.socket, sequential, cpu },
+          { user: 'appuser', timeoutMs: 120_000 },
+        );
+        runs[i]?.push(res.seconds);
+      } finally {
+        await sb.execOk(['taskset', '-pc', was, String(s.pid)]);
+      }
+    }
+  }
+  return { cpu, rounds, seconds: runs.map((t) => quantile(t, 0.5)), runs };
+}
+
 async function main(): Promise<number> {
   const why = sandboxUnavailable();
   if (why) {
@@ -378,6 +450,7 @@ async function main(): Promise<number> {
   const n = setting('VERSUS_BOOT_RUNS', 3, 2);
   const perClient = setting('VERSUS_PER_CLIENT', 500, 100);
   const sequential = setting('VERSUS_SEQUENTIAL', 10_000, 2000);
+  const loadRounds = setting('VERSUS_LOAD_ROUNDS', 3, 1);
   const jit = process.env.VERSUS_JIT === '1';
   const parts = new Set((process.env.VERSUS_PARTS || 'boot,bootmem,load').split(','));
   log('booting a sandbox...');
@@ -418,8 +491,24 @@ async function main(): Promise<number> {
     const pid = await mainPid(sb, DAEMON_UNIT);
     const idle = { daemon: memory(sb, pid), python: memory(sb, pyPid) };
     log('load: the baseline, the daemon...');
-    const pyLoad = await load(PY_SOCKET);
-    const dLoad = await load('/run/openauto/system.sock');
+    // In turns, `rounds` times; medians (one run of 16,000 requests is a fifth of a second: one GC or a
+    // neighbour's burst moves it by a tenth).
+    const pyRuns: Load[] = [];
+    const dRuns: Load[] = [];
+    for (let r = 0; r < loadRounds; r++) {
+      pyRuns.push(await load(PY_SOCKET));
+      dRuns.push(await load('/run/openauto/system.sock'));
+    }
+    const pyLoad = medianLoad(pyRuns);
+    const dLoad = medianLoad(dRuns);
+    const pinned = await pinnedSequential(
+      sb,
+      [
+        { socket: PY_SOCKET, pid: pyPid },
+        { socket: '/run/openauto/system.sock', pid },
+      ],
+      sequential,
+    );
     // After the heap trimmer's next check (every 30 s).
     await sleep(31_000);
     const after = { daemon: memory(sb, pid), python: memory(sb, pyPid) };
@@ -438,7 +527,9 @@ async function main(): Promise<number> {
       const jpid = await mainPid(sb, DAEMON_UNIT);
       await sleep(30_000);
       const jIdle = memory(sb, jpid);
-      const jLoad = await load('/run/openauto/system.sock');
+      const jRuns: Load[] = [];
+      for (let r = 0; r < loadRounds; r++) jRuns.push(await load('/run/openauto/system.sock'));
+      const jLoad = medianLoad(jRuns);
       await sleep(31_000);
       jitRes = { load: jLoad, idle: jIdle, after: memory(sb, jpid) };
       await sb.exec(['rm', '-f', DROPIN]);
@@ -448,14 +539,14 @@ async function main(): Promise<number> {
     const rows: (string | number)[][] = [
       ['figure', 'python', 'daemon', 'daemon / python', ...(jitRes ? ['daemon, JIT', 'JIT / python'] : [])],
       [
-        `32 clients get_health, req/s (client: ${(pyLoad as { concurrent?: { client?: string } }).concurrent?.client ?? 'node'})`,
+        `32 clients get_health, req/s (client: ${pyLoad.concurrent?.client ?? 'node'}; median of ${loadRounds})`,
         pyLoad.requests_per_s,
         dLoad.requests_per_s,
         x(dLoad.requests_per_s, pyLoad.requests_per_s),
         ...(jitRes ? [jitRes.load.requests_per_s, x(jitRes.load.requests_per_s, pyLoad.requests_per_s)] : []),
       ],
       [
-        `${sequential} sequential mixed requests, wall s`,
+        `${sequential} sequential mixed requests, wall s (client: ${pyLoad.sequential.client ?? 'node'}; median of ${loadRounds})`,
         round(pyLoad.sequential.seconds, 2),
         round(dLoad.sequential.seconds, 2),
         x(dLoad.sequential.seconds, pyLoad.sequential.seconds),
@@ -467,6 +558,34 @@ async function main(): Promise<number> {
           : []),
       ],
     ];
+    // The same run from the node client, where loadgen took the figure above: its own cost per round trip
+    // is in both servers' times.
+    const openMs = (l: Load) => (l.concurrent?.open_seconds ?? Number.NaN) * 1000;
+    if (pyLoad.concurrent?.open_seconds !== undefined)
+      rows.splice(2, 0, [
+        '32 connections opened, each answered one ping (before the clock above), ms',
+        round(openMs(pyLoad), 1),
+        round(openMs(dLoad), 1),
+        x(openMs(dLoad), openMs(pyLoad)),
+        ...(jitRes ? [round(openMs(jitRes.load), 1), x(openMs(jitRes.load), openMs(pyLoad))] : []),
+      ]);
+    if (pinned)
+      rows.push([
+        `${sequential} sequential mixed requests, wall s (loadgen and server on CPU ${pinned.cpu}, median of ${pinned.rounds})`,
+        round(pinned.seconds[0] as number, 3),
+        round(pinned.seconds[1] as number, 3),
+        x(pinned.seconds[1] as number, pinned.seconds[0] as number),
+        ...(jitRes ? ['', ''] : []),
+      ]);
+    const nodeSeq = (l: Load) => l.sequential.node_client_seconds ?? l.sequential.seconds;
+    if (pyLoad.sequential.client && pyLoad.sequential.client !== 'node')
+      rows.push([
+        `${sequential} sequential mixed requests, wall s (client: node)`,
+        round(nodeSeq(pyLoad), 2),
+        round(nodeSeq(dLoad), 2),
+        x(nodeSeq(dLoad), nodeSeq(pyLoad)),
+        ...(jitRes ? [round(nodeSeq(jitRes.load), 2), x(nodeSeq(jitRes.load), nodeSeq(pyLoad))] : []),
+      ]);
     for (const [label, k] of [
       ['idle', 'idle'],
       ['after the load', 'after'],
@@ -501,7 +620,7 @@ async function main(): Promise<number> {
       boot: boot?.result,
       firstAnswerNotAllActive: wrong,
       builtinRequireMs: builtins,
-      load: { python: pyLoad, daemon: dLoad, daemonJit: jitRes?.load },
+      load: { python: pyLoad, daemon: dLoad, daemonJit: jitRes?.load, pinnedSequential: pinned },
       memory: { idle, after, jit: jitRes && { idle: jitRes.idle, after: jitRes.after } },
       snapshotMemory: snapMem,
     });
