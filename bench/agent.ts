@@ -9,6 +9,7 @@
 //   startup      N starts of the daemon: D-Bus activation end to end, and StartUnit → NameOwnerChanged
 //   sockload     32 socket clients' throughput (loadgen), then 10,000 sequential mixed requests (loadgen and node)
 //   seq          10,000 sequential mixed requests from loadgen pinned to one CPU (versus.ts pins the server too)
+//   floor        the same sequential run against bench/floor-server.c (fixed answers, in C), free and on one CPU
 //   pyboot       starts of the Python baseline as a transient unit
 //   call         one ApplyConfig or RestartService over D-Bus or the socket: {ok, result} or {ok: false,
 //                error (the D-Bus error name or socket:CODE), message}; never fails itself
@@ -611,7 +612,12 @@ async function sockLoad(o: SockLoadOpts) {
     const r = await runLoadgen(loadgen, o.socket, 1, o.sequential, 'mixed');
     seqS = r.seconds;
   }
+  // Every request this run sent (warm-up, loadgen's first pings, both sequential runs): socket-cpu.ts divides
+  // the server's CPU time by it.
+  const requestsSent =
+    o.clients * 20 + o.clients * o.perClient + o.sequential + (loadgen ? o.clients + 1 + o.sequential : 0);
   return {
+    requests_sent: requestsSent,
     concurrent: {
       clients: o.clients,
       requests: o.clients * o.perClient,
@@ -639,6 +645,46 @@ async function pinnedSequential(o: { socket: string; sequential: number; cpu: nu
   await runLoadgen(loadgen, o.socket, 1, 300, 'mixed', o.cpu);
   const r = await runLoadgen(loadgen, o.socket, 1, o.sequential, 'mixed', o.cpu);
   return { seconds: r.seconds, requests: o.sequential, cpu: o.cpu };
+}
+
+/**
+ * The floor (bench/floor-server.c, a C server answering fixed bytes) under the same sequential run, `rounds`
+ * times placed freely, then `rounds` times with the server and loadgen on CPU `cpu`: medians. What a round
+ * trip to it costs no server can remove.
+ */
+async function floorSequential(o: { sequential: number; cpu: number; rounds: number }) {
+  const loadgen = loadgenPath();
+  const floor = fileURLToPath(new URL('./floor-server', import.meta.url));
+  if (!loadgen || !existsSync(floor))
+    throw new Error('the floor needs bench/loadgen.c and bench/floor-server.c built');
+  const { spawn, execFileSync } = await import('node:child_process');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(`${tmpdir()}/floor-`);
+  const socket = `${dir}/floor.sock`;
+  const server = spawn(floor, [socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.once('exit', (code) => reject(new Error(`floor-server exited (${code})`)));
+      server.stdout.once('data', () => resolve());
+    });
+    const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)] as number;
+    const runs = async (cpu?: number) => {
+      await runLoadgen(loadgen, socket, 1, 300, 'mixed', cpu);
+      const t: number[] = [];
+      for (let i = 0; i < o.rounds; i++)
+        t.push((await runLoadgen(loadgen, socket, 1, o.sequential, 'mixed', cpu)).seconds);
+      return t;
+    };
+    const free = await runs();
+    execFileSync('taskset', ['-pc', String(o.cpu), String(server.pid)], { stdio: 'ignore' });
+    const pinned = await runs(o.cpu);
+    return { free: median(free), pinned: median(pinned), runs: { free, pinned }, cpu: o.cpu };
+  } finally {
+    server.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Runs bench/loadgen.c (on CPU `cpu` when given); fails on any error answer or a missing one. */
@@ -810,6 +856,9 @@ async function main(): Promise<void> {
       break;
     case 'seq':
       result = await pinnedSequential({ socket: SOCKET, sequential: 10_000, cpu: 0, ...opts });
+      break;
+    case 'floor':
+      result = await floorSequential({ sequential: 10_000, cpu: 0, rounds: 3, ...opts });
       break;
     case 'pyboot':
       result = await pyBoot(opts);

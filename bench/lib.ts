@@ -208,20 +208,23 @@ export async function runAgent<T>(
 
 /**
  * Builds bench/loadgen.c into dist/bench/loadgen, the concurrent socket load's client (agent.ts `sockload`),
- * before a sandbox starts (it sees the checkout read-only). False, logged, where no C compiler can: the
- * agent then drives the load from node, which costs the client as much CPU as the server.
+ * and bench/floor-server.c into dist/bench/floor-server (agent.ts `floor`), before a sandbox starts (it sees
+ * the checkout read-only). False, logged, where no C compiler can: the agent then drives the load from node,
+ * which costs the client as much CPU as the server, and there is no floor figure.
  */
 export function buildLoadgen(): boolean {
-  const src = fileURLToPath(new URL('../../bench/loadgen.c', import.meta.url));
-  const out = fileURLToPath(new URL('./loadgen', import.meta.url));
-  try {
-    execFileSync('cc', ['-O2', '-Wall', '-o', out, src], { stdio: 'pipe' });
-    return true;
-  } catch (err) {
-    rmSync(out, { force: true });
-    log(`loadgen not built (${(err as Error).message.split('\n')[0]}): the load comes from node`);
-    return false;
+  for (const name of ['loadgen', 'floor-server']) {
+    const src = fileURLToPath(new URL(`../../bench/${name}.c`, import.meta.url));
+    const out = fileURLToPath(new URL(`./${name}`, import.meta.url));
+    try {
+      execFileSync('cc', ['-O2', '-Wall', '-o', out, src], { stdio: 'pipe' });
+    } catch (err) {
+      rmSync(out, { force: true });
+      log(`${name} not built (${(err as Error).message.split('\n')[0]}): the load comes from node`);
+      return false;
+    }
   }
+  return true;
 }
 
 /** Kernel clock ticks per second (for /proc/PID/stat times). */

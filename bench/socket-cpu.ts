@@ -3,7 +3,8 @@
 // other work on a shared machine. Loads come from bench/agent.ts's `sockload` (the same in-container client
 // bench/versus.ts uses), alternating which server goes first:
 //   - 32 clients × 1000 get_health, each waiting for its answer;
-//   - 12,000 sequential mixed requests (get_health, get_status, ping in turn) on one connection;
+//   - 12,000 sequential mixed requests (get_health, get_status, ping in turn) on one connection, from
+//     loadgen and again from node where loadgen was built (the CPU figure covers both);
 // then the daemon alone, 5000 sequential requests per method (ping, get_health, get_status), to show what
 // each costs. About two minutes. Prints a table and writes bench/results/socket-cpu.json.
 //
@@ -39,6 +40,7 @@ s.on('data', (d) => {
 `;
 
 interface SockLoad {
+  requests_sent: number;
   requests_per_s: number;
   sequential: { seconds: number };
 }
@@ -76,12 +78,12 @@ async function main(): Promise<number> {
       for (const who of order) {
         const s = servers[who];
         const c0 = cpuS(s.pid);
-        // sockload warms up with 20 get_status per connection first; those are counted too.
+        // Every request sockload sent counts (its warm-up and first pings too): it says how many.
         const opts = concurrent
           ? { socket: s.socket, perClient: 1000, sequential: 1 }
           : { socket: s.socket, perClient: 1, sequential: 12_000 };
         const l = await runAgent<SockLoad>(sb, 'sockload', opts, { user: 'appuser', timeoutMs: 300_000 });
-        const n = concurrent ? 32 * 1000 + 32 * 20 + 1 : 12_000 + 32 * 21;
+        const n = l.requests_sent;
         const us = ((cpuS(s.pid) - c0) / n) * 1e6;
         if (concurrent) {
           runs[who].conc_req_s.push(l.requests_per_s);

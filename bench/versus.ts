@@ -16,7 +16,9 @@
 //      sequential mixed requests (get_health, get_status, ping) on one connection (wall time; from loadgen
 //      and from the node client), as the app user; then the sequential run again with the client and the
 //      server's main thread on one CPU, three times per server in turns (median): see pinnedSequential;
-//      memory 31 s after the load (after the heap trimmer's next check);
+//      then the floor, bench/floor-server.c (fixed answers in C), under the same run placed freely and on
+//      one CPU: what a round trip costs that no server can remove; memory 31 s after the load (after the
+//      heap trimmer's next check);
 //   4. the same load and memory with the JIT on (no --lite-mode/--jitless, MemoryDenyWriteExecute off, a
 //      drop-in), for the trade-off, with VERSUS_JIT=1 (another minute or so).
 // Prints a table and writes bench/results/versus.json. About six minutes: the start-ups one or two, the idle
@@ -509,6 +511,14 @@ async function main(): Promise<number> {
       ],
       sequential,
     );
+    const floor = pinned
+      ? await runAgent<{ free: number; pinned: number; cpu: number }>(
+          sb,
+          'floor',
+          { sequential, rounds: loadRounds },
+          { user: 'appuser', timeoutMs: 300_000 },
+        )
+      : undefined;
     // After the heap trimmer's next check (every 30 s).
     await sleep(31_000);
     const after = { daemon: memory(sb, pid), python: memory(sb, pyPid) };
@@ -608,6 +618,15 @@ async function main(): Promise<number> {
       ]);
     }
     printTable('openauto-system against the Python baseline, one sandbox, one run', rows);
+    if (floor) {
+      const us = (s: number) => Math.round((s / sequential) * 1e6);
+      console.log(
+        `\nThe floor: bench/floor-server.c, fixed answers in C, takes ${round(floor.free, 3)} s for the ` +
+          `${sequential} sequential requests placed freely and ${round(floor.pinned, 3)} s on one CPU ` +
+          `(${us(floor.free)} against ${us(floor.pinned)} µs a round trip, medians of ${loadRounds}). ` +
+          `No server removes the first figure; between two CPUs it is mostly waking the other one.`,
+      );
+    }
     const builtins = builtinCost();
     console.log(
       `\nnode requiring net, crypto, stream, fs/promises, child_process (host, median of 7): ` +
@@ -620,7 +639,7 @@ async function main(): Promise<number> {
       boot: boot?.result,
       firstAnswerNotAllActive: wrong,
       builtinRequireMs: builtins,
-      load: { python: pyLoad, daemon: dLoad, daemonJit: jitRes?.load, pinnedSequential: pinned },
+      load: { python: pyLoad, daemon: dLoad, daemonJit: jitRes?.load, pinnedSequential: pinned, floor },
       memory: { idle, after, jit: jitRes && { idle: jitRes.idle, after: jitRes.after } },
       snapshotMemory: snapMem,
     });
