@@ -383,7 +383,12 @@ function medianLoad(
   const first = runs[0] as Load;
   const med = (f: (l: Load) => number | undefined) => {
     const v = runs.map(f).filter((n): n is number => n !== undefined);
-    return v.length > 0 ? quantile(v, 0.5) : undefined;
+    return v.length > 0
+      ? quantile(
+          v.sort((a, b) => a - b),
+          0.5,
+        )
+      : undefined;
   };
   return {
     ...first,
@@ -439,7 +444,17 @@ async function pinnedSequential(
       }
     }
   }
-  return { cpu, rounds, seconds: runs.map((t) => quantile(t, 0.5)), runs };
+  return {
+    cpu,
+    rounds,
+    seconds: runs.map((t) =>
+      quantile(
+        [...t].sort((a, b) => a - b),
+        0.5,
+      ),
+    ),
+    runs,
+  };
 }
 
 async function main(): Promise<number> {
