@@ -21,9 +21,9 @@
 //      heap trimmer's next check);
 //   4. the same load and memory with the JIT on (no --lite-mode/--jitless, MemoryDenyWriteExecute off, a
 //      drop-in), for the trade-off, with VERSUS_JIT=1 (another minute or so).
-// Prints a table and writes bench/results/versus.json. About six minutes: the start-ups one or two, the idle
-// memory with and without the snapshot three (31 s per start), the load part two, most of that waiting for
-// the heap trimmer's check before reading memory (the readings are meant to be what a quiet daemon holds).
+// Prints a table and writes bench/results/versus.json. About eight minutes: the start-ups one or two, the idle
+// memory with and without the snapshot three (31 s per start), the load part four (three rounds per server,
+// the pinned runs, the floor), much of that waiting for the heap trimmer's check before reading memory (the readings are meant to be what a quiet daemon holds).
 //
 //   PY_BASELINE=path/to/py-baseline.py node dist/bench/versus.js     (as root; the daemon must be built)
 // Environment: PY_BASELINE (default: ../shared/bench/py-baseline.py next to the checkout), VERSUS_BOOT_RUNS
