@@ -48,6 +48,29 @@ static void die(const char *what) {
   exit(1);
 }
 
+/* Waits up to 10 s for readable connections (dies otherwise, saying `waiting_for`); returns how many. */
+static int wait_readable(int ep, struct epoll_event *events, int max, const char *waiting_for) {
+  for (;;) {
+    int n = epoll_wait(ep, events, max, 10000);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) die("epoll_wait");
+    if (n == 0) {
+      errno = ETIMEDOUT;
+      die(waiting_for);
+    }
+    return n;
+  }
+}
+
+/* What a readable connection has: the bytes read into buf, 0 when nothing after all; dies when the server
+ * closed it. */
+static ssize_t read_some(conn_t *c, char *buf, size_t size) {
+  ssize_t r = recv(c->fd, buf, size, MSG_DONTWAIT);
+  if (r < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+  if (r <= 0) die("the server closed a connection");
+  return r;
+}
+
 static void send_request(conn_t *c) {
   if (!c->method) {
     int len = snprintf(c->req, sizeof c->req, "{\"id\":%ld,\"method\":\"%s\"}\n", c->sent, MIXED[c->sent % 3]);
@@ -97,14 +120,11 @@ int main(int argc, char **argv) {
   char buf[65536];
   /* Each connection's first answer (one line, the ping's). */
   for (int waiting = clients; waiting > 0;) {
-    int n = epoll_wait(ep, events, 64, 10000);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) die(n == 0 ? "no first answer within 10 s" : "epoll_wait");
+    int n = wait_readable(ep, events, 64, "no first answer within 10 s");
     for (int k = 0; k < n; k++) {
       conn_t *c = events[k].data.ptr;
-      ssize_t r = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
-      if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-      if (r <= 0) die("the server closed a connection");
+      ssize_t r = read_some(c, buf, sizeof buf);
+      if (r == 0) continue;
       if (memchr(buf, '\n', (size_t)r) != buf + r - 1) die("the first answer is not one line");
       if (memmem(buf, (size_t)r, "\"error\"", 7)) die("the first ping was refused");
       waiting--;
@@ -116,14 +136,11 @@ int main(int argc, char **argv) {
   double t0 = now();
   for (int i = 0; i < clients; i++) send_request(&conns[i]);
   while (open > 0) {
-    int n = epoll_wait(ep, events, 64, 10000);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) die(n == 0 ? "no answer within 10 s" : "epoll_wait");
+    int n = wait_readable(ep, events, 64, "no answer within 10 s");
     for (int k = 0; k < n; k++) {
       conn_t *c = events[k].data.ptr;
-      ssize_t r = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
-      if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-      if (r <= 0) die("the server closed a connection");
+      ssize_t r = read_some(c, buf, sizeof buf);
+      if (r == 0) continue;
       bytes += r;
       for (ssize_t j = 0; j < r; j++) {
         if (buf[j] != '\n') {
