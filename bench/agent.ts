@@ -639,7 +639,7 @@ async function sockLoad(o: SockLoadOpts) {
 
 /** `sequential` mixed requests on one connection from loadgen, which runs on CPU `cpu` (taskset): versus.ts
  * puts the server's main thread there too, so a round trip has no wake-up of another CPU in it. */
-async function pinnedSequential(o: { socket: string; sequential: number; cpu: number }) {
+async function sequentialOnCpu(o: { socket: string; sequential: number; cpu: number }) {
   const loadgen = loadgenPath();
   if (!loadgen) throw new Error('the pinned sequential run needs bench/loadgen.c built');
   await runLoadgen(loadgen, o.socket, 1, 300, 'mixed', o.cpu);
@@ -855,7 +855,7 @@ async function main(): Promise<void> {
       result = await sockLoad({ socket: SOCKET, clients: 32, perClient: 500, sequential: 10_000, ...opts });
       break;
     case 'seq':
-      result = await pinnedSequential({ socket: SOCKET, sequential: 10_000, cpu: 0, ...opts });
+      result = await sequentialOnCpu({ socket: SOCKET, sequential: 10_000, cpu: 0, ...opts });
       break;
     case 'floor':
       result = await floorSequential({ sequential: 10_000, cpu: 0, rounds: 3, ...opts });

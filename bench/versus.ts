@@ -23,12 +23,13 @@
 //      drop-in), for the trade-off, with VERSUS_JIT=1 (another minute or so).
 // Prints a table and writes bench/results/versus.json. About eight minutes: the start-ups one or two, the idle
 // memory with and without the snapshot three (31 s per start), the load part four (three rounds per server,
-// the pinned runs, the floor), much of that waiting for the heap trimmer's check before reading memory (the readings are meant to be what a quiet daemon holds).
+// the pinned runs, the floor), much of that waiting for the heap trimmer's check before reading memory (the
+// readings are meant to be what a quiet daemon holds).
 //
 //   PY_BASELINE=path/to/py-baseline.py node dist/bench/versus.js     (as root; the daemon must be built)
 // Environment: PY_BASELINE (default: ../shared/bench/py-baseline.py next to the checkout), VERSUS_BOOT_RUNS
-// (starts per way and variant, default 3), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000), VERSUS_LOAD_ROUNDS (3:
-// the load runs per server, in turns; the table shows medians), VERSUS_JIT (0),
+// (starts per way and variant, default 3), VERSUS_PER_CLIENT (500), VERSUS_SEQUENTIAL (10000),
+// VERSUS_LOAD_ROUNDS (3: the load runs per server, in turns; the table shows medians), VERSUS_JIT (0),
 // VERSUS_PARTS (boot,bootmem,load: the parts to run; bootmem: idle memory with and without the start-up
 // snapshot, VERSUS_BOOT_RUNS starts each, half a minute per start; load includes the other memory readings),
 // VERSUS_BOOT_ALT (DIR[,DIR...]: other builds' dist/bin started in turns with the installed one, an A/B of a
@@ -36,7 +37,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Sandbox, sandboxUnavailable } from '../test/sandbox/harness.js';
 import { daemonJournal, mainPid, procDir } from '../test/sandbox/helpers-health.js';
 import { baselinePath, unitNodeFlags } from './baseline.js';
@@ -47,7 +47,6 @@ import {
   log,
   nowMs,
   printTable,
-  quantile,
   round,
   runAgent,
   runMain,
@@ -383,12 +382,7 @@ function medianLoad(
   const first = runs[0] as Load;
   const med = (f: (l: Load) => number | undefined) => {
     const v = runs.map(f).filter((n): n is number => n !== undefined);
-    return v.length > 0
-      ? quantile(
-          v.sort((a, b) => a - b),
-          0.5,
-        )
-      : undefined;
+    return v.length > 0 ? summary(v).median : undefined;
   };
   return {
     ...first,
@@ -415,15 +409,14 @@ function medianLoad(
  * waits for the hypervisor to wake the other, halted vCPU, for either server alike (a C server that answers
  * in 3 µs of CPU took 30–38 µs a round trip across CPUs and 12 µs on one), and that wait, not the server,
  * then makes most of the wall time. The unpinned run stays in the table beside it. The server's affinity
- * is put back after each run. Undefined where loadgen was not built.
+ * is put back after each run. Needs loadgen (buildLoadgen).
  */
 async function pinnedSequential(
   sb: Sandbox,
   servers: { socket: string; pid: number }[],
   sequential: number,
   rounds = 3,
-): Promise<{ cpu: number; rounds: number; seconds: number[]; runs: number[][] } | undefined> {
-  if (!existsSync(fileURLToPath(new URL('./loadgen', import.meta.url)))) return undefined;
+): Promise<{ cpu: number; rounds: number; seconds: number[]; runs: number[][] }> {
   const cpu = 0;
   const runs = servers.map(() => [] as number[]);
   for (let r = 0; r < rounds; r++) {
@@ -447,12 +440,7 @@ async function pinnedSequential(
   return {
     cpu,
     rounds,
-    seconds: runs.map((t) =>
-      quantile(
-        [...t].sort((a, b) => a - b),
-        0.5,
-      ),
-    ),
+    seconds: runs.map((t) => summary(t).median),
     runs,
   };
 }
@@ -471,7 +459,7 @@ async function main(): Promise<number> {
   const jit = process.env.VERSUS_JIT === '1';
   const parts = new Set((process.env.VERSUS_PARTS || 'boot,bootmem,load').split(','));
   log('booting a sandbox...');
-  buildLoadgen();
+  const haveLoadgen = buildLoadgen();
   const sb = await Sandbox.start({ name: 'bench-versus' });
   try {
     await allActiveWithin(sb, 30_000);
@@ -518,14 +506,16 @@ async function main(): Promise<number> {
     }
     const pyLoad = medianLoad(pyRuns);
     const dLoad = medianLoad(dRuns);
-    const pinned = await pinnedSequential(
-      sb,
-      [
-        { socket: PY_SOCKET, pid: pyPid },
-        { socket: '/run/openauto/system.sock', pid },
-      ],
-      sequential,
-    );
+    const pinned = haveLoadgen
+      ? await pinnedSequential(
+          sb,
+          [
+            { socket: PY_SOCKET, pid: pyPid },
+            { socket: '/run/openauto/system.sock', pid },
+          ],
+          sequential,
+        )
+      : undefined;
     const floor = pinned
       ? await runAgent<{ free: number; pinned: number; cpu: number }>(
           sb,
@@ -583,8 +573,6 @@ async function main(): Promise<number> {
           : []),
       ],
     ];
-    // The same run from the node client, where loadgen took the figure above: its own cost per round trip
-    // is in both servers' times.
     const openMs = (l: Load) => (l.concurrent?.open_seconds ?? Number.NaN) * 1000;
     if (pyLoad.concurrent?.open_seconds !== undefined)
       rows.splice(2, 0, [
@@ -602,6 +590,8 @@ async function main(): Promise<number> {
         x(pinned.seconds[1] as number, pinned.seconds[0] as number),
         ...(jitRes ? ['', ''] : []),
       ]);
+    // The same run from the node client, where loadgen took the figure above: its own cost per round trip
+    // is in both servers' times.
     const nodeSeq = (l: Load) => l.sequential.node_client_seconds ?? l.sequential.seconds;
     if (pyLoad.sequential.client && pyLoad.sequential.client !== 'node')
       rows.push([
